@@ -5,11 +5,13 @@
 
 pub mod control_plane;
 pub mod emulator;
+pub mod harness;
 pub mod operator;
 pub mod wait;
 
 pub use control_plane::ControlPlane;
 pub use emulator::Emulator;
+pub use harness::{Harness, condition};
 pub use operator::Operator;
 pub use wait::eventually;
 

@@ -1,0 +1,428 @@
+//! The HTTP client for Graph's operation endpoint.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use url::Url;
+
+use super::auth::SecretString;
+use super::model::{ErrorBody, LongRunningOperation};
+use crate::metrics::Metrics;
+
+/// Answers larger than this are refused unread: an operation is a few hundred bytes.
+const MAX_BODY_BYTES: usize = 256 * 1024;
+/// Longest Graph message quoted in a condition.
+const MAX_QUOTED_MESSAGE: usize = 300;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GraphErrorKind {
+    /// 404: not created yet, purged, or a wrong id.
+    NotFound,
+    /// 401: the token was not accepted.
+    Unauthorized,
+    /// 403: the token lacks the permission or the Entra role.
+    Forbidden,
+    /// 429 (or 503 with Retry-After): slow down.
+    Throttled,
+    /// 5xx, connection failures.
+    Unavailable,
+    /// No answer within the request timeout.
+    Timeout,
+    /// A 2xx answer that is not a valid operation (truncated, HTML, wrong types, too big).
+    Malformed,
+    /// Any other 4xx: the request itself is wrong.
+    Rejected,
+    /// The operation URL points to a host other than the configured Graph: no request made.
+    ForeignHost,
+}
+
+impl GraphErrorKind {
+    /// Worth retrying with backoff, as opposed to needing a person.
+    pub fn is_transient(self) -> bool {
+        matches!(
+            self,
+            Self::Throttled | Self::Unavailable | Self::Timeout | Self::Malformed
+        )
+    }
+}
+
+/// A failed Graph call, safe to show: it never contains a token.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct GraphError {
+    pub kind: GraphErrorKind,
+    pub status: Option<u16>,
+    /// Graph's `error.code`; branch on this, never on the message.
+    pub code: Option<String>,
+    /// Graph's `request-id` header (or `innerError.request-id`): Microsoft support asks for it.
+    pub request_id: Option<String>,
+    pub retry_after: Option<Duration>,
+    pub message: String,
+}
+
+impl GraphError {
+    fn new(kind: GraphErrorKind, message: impl Into<String>) -> Self {
+        GraphError {
+            kind,
+            status: None,
+            code: None,
+            request_id: None,
+            retry_after: None,
+            message: message.into(),
+        }
+    }
+}
+
+/// Which operation to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OperationRef<'a> {
+    ById {
+        user: &'a str,
+        operation: &'a str,
+    },
+    /// The Location URL from resetPassword, polled as given (its query routes the request).
+    Location(&'a str),
+}
+
+#[derive(Clone)]
+pub struct GraphClient {
+    http: reqwest::Client,
+    root: Url,
+    metrics: Arc<Metrics>,
+}
+
+impl GraphClient {
+    pub fn new(http: reqwest::Client, root: Url, metrics: Arc<Metrics>) -> Self {
+        GraphClient {
+            http,
+            root,
+            metrics,
+        }
+    }
+
+    pub fn root(&self) -> &Url {
+        &self.root
+    }
+
+    /// The URL to GET. A Location on any other scheme, host or port than the configured
+    /// Graph root is refused: the bearer token is only ever sent to that host.
+    pub fn operation_url(&self, op: &OperationRef<'_>) -> Result<Url, GraphError> {
+        match op {
+            OperationRef::ById { user, operation } => {
+                let mut url = self.root.clone();
+                url.path_segments_mut()
+                    .map_err(|()| {
+                        GraphError::new(
+                            GraphErrorKind::Rejected,
+                            "the Graph URL cannot carry a path",
+                        )
+                    })?
+                    .pop_if_empty()
+                    .extend([
+                        "v1.0",
+                        "users",
+                        user,
+                        "authentication",
+                        "operations",
+                        operation,
+                    ]);
+                Ok(url)
+            }
+            OperationRef::Location(location) => {
+                let url = Url::parse(location).map_err(|e| {
+                    GraphError::new(
+                        GraphErrorKind::ForeignHost,
+                        format!("location is not a valid URL: {e}"),
+                    )
+                })?;
+                if url.origin() != self.root.origin() {
+                    return Err(GraphError::new(
+                        GraphErrorKind::ForeignHost,
+                        format!(
+                            "location points to {}, but this operator only sends credentials to {}; \
+                             no request was made",
+                            url.origin().ascii_serialization(),
+                            self.root.origin().ascii_serialization()
+                        ),
+                    ));
+                }
+                Ok(url)
+            }
+        }
+    }
+
+    /// GET the operation. `tenant` labels the metrics.
+    pub async fn get_operation(
+        &self,
+        url: &Url,
+        token: &SecretString,
+        tenant: &str,
+    ) -> Result<LongRunningOperation, GraphError> {
+        let started = Instant::now();
+        let result = self.get_operation_inner(url, token).await;
+        let code = match &result {
+            Ok(_) => "200".to_string(),
+            Err(e) => e
+                .status
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "none".into()),
+        };
+        self.metrics.graph_request(tenant, &code, started.elapsed());
+        result
+    }
+
+    async fn get_operation_inner(
+        &self,
+        url: &Url,
+        token: &SecretString,
+    ) -> Result<LongRunningOperation, GraphError> {
+        let client_request_id = uuid::Uuid::new_v4().to_string();
+        let response = self
+            .http
+            .get(url.clone())
+            .bearer_auth(token.expose())
+            .header("client-request-id", &client_request_id)
+            .header("return-client-request-id", "true")
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(transport_error)?;
+
+        let status = response.status();
+        let headers = response.headers().clone();
+        let request_id = header_str(&headers, "request-id");
+        let retry_after = retry_after(&headers);
+        let body = read_bounded(response).await;
+
+        if status.is_success() {
+            let body = body.map_err(|e| GraphError {
+                request_id: request_id.clone(),
+                ..e
+            })?;
+            return serde_json::from_slice::<LongRunningOperation>(&body).map_err(|e| GraphError {
+                kind: GraphErrorKind::Malformed,
+                status: Some(status.as_u16()),
+                code: None,
+                request_id,
+                retry_after: None,
+                message: format!(
+                    "Graph answered {status} with a body that is not a valid operation: {e}"
+                ),
+            });
+        }
+
+        let parsed: Option<ErrorBody> = body.ok().and_then(|b| serde_json::from_slice(&b).ok());
+        let code = parsed.as_ref().and_then(|b| b.error.code.clone());
+        let graph_message = parsed
+            .as_ref()
+            .and_then(|b| b.error.message.clone())
+            .unwrap_or_default();
+        let request_id = request_id.or_else(|| {
+            parsed
+                .as_ref()
+                .and_then(|b| b.error.inner_error.as_ref())
+                .and_then(|i| i.request_id.clone())
+        });
+        let kind = match status {
+            StatusCode::NOT_FOUND => GraphErrorKind::NotFound,
+            StatusCode::UNAUTHORIZED => GraphErrorKind::Unauthorized,
+            StatusCode::FORBIDDEN => GraphErrorKind::Forbidden,
+            StatusCode::TOO_MANY_REQUESTS => GraphErrorKind::Throttled,
+            StatusCode::SERVICE_UNAVAILABLE if retry_after.is_some() => GraphErrorKind::Throttled,
+            s if s.is_server_error() => GraphErrorKind::Unavailable,
+            StatusCode::REQUEST_TIMEOUT => GraphErrorKind::Timeout,
+            _ => GraphErrorKind::Rejected,
+        };
+        let mut message = format!("Graph answered {}", status.as_u16());
+        if let Some(code) = &code {
+            message.push_str(&format!(" {code}"));
+        }
+        if !graph_message.is_empty() {
+            message.push_str(": ");
+            message.push_str(&truncate(&graph_message, MAX_QUOTED_MESSAGE));
+        }
+        Err(GraphError {
+            kind,
+            status: Some(status.as_u16()),
+            code,
+            request_id,
+            retry_after,
+            message,
+        })
+    }
+}
+
+fn transport_error(e: reqwest::Error) -> GraphError {
+    // reqwest's message names the URL (no credentials in it) and the cause.
+    let kind = if e.is_timeout() {
+        GraphErrorKind::Timeout
+    } else {
+        GraphErrorKind::Unavailable
+    };
+    let what = if e.is_timeout() {
+        "timed out"
+    } else {
+        "failed"
+    };
+    GraphError::new(
+        kind,
+        format!("the request to Graph {what}: {}", error_chain(&e)),
+    )
+}
+
+/// The error and its sources on one line, e.g. "error sending request: connection refused".
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+async fn read_bounded(mut response: reqwest::Response) -> Result<Vec<u8>, GraphError> {
+    if response
+        .content_length()
+        .is_some_and(|n| n as usize > MAX_BODY_BYTES)
+    {
+        return Err(GraphError::new(
+            GraphErrorKind::Malformed,
+            format!("Graph's answer is larger than {MAX_BODY_BYTES} bytes; not read"),
+        ));
+    }
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_BODY_BYTES {
+                    return Err(GraphError::new(
+                        GraphErrorKind::Malformed,
+                        format!("Graph's answer is larger than {MAX_BODY_BYTES} bytes; not read"),
+                    ));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => {
+                let mut err = transport_error(e);
+                if err.kind == GraphErrorKind::Unavailable {
+                    err.kind = GraphErrorKind::Malformed;
+                    err.message = format!("Graph's answer was cut off: {}", err.message);
+                }
+                return Err(err);
+            }
+        }
+    }
+}
+
+fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| truncate(s, 128))
+}
+
+/// `Retry-After` as seconds (older docs show fractions such as `2.128`) or an HTTP date.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<f64>() {
+        return (seconds.is_finite() && seconds >= 0.0)
+            .then(|| Duration::from_secs_f64(seconds.min(86_400.0)));
+    }
+    let date = jiff::fmt::rfc2822::parse(value).ok()?.timestamp();
+    let wait = date.duration_since(jiff::Timestamp::now());
+    Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(root: &str) -> GraphClient {
+        GraphClient::new(
+            reqwest::Client::new(),
+            Url::parse(root).unwrap(),
+            Arc::new(Metrics::default()),
+        )
+    }
+
+    #[test]
+    fn ids_are_single_percent_encoded_path_segments() {
+        let c = client("https://graph.microsoft.com");
+        let url = c
+            .operation_url(&OperationRef::ById {
+                user: "alice@contoso.com",
+                operation: "2d497bb-57bd",
+            })
+            .unwrap();
+        assert_eq!(
+            url.as_str(),
+            "https://graph.microsoft.com/v1.0/users/alice@contoso.com/authentication/operations/2d497bb-57bd"
+        );
+        let url = c
+            .operation_url(&OperationRef::ById {
+                user: "../../admin?x#y",
+                operation: "a/b%2F",
+            })
+            .unwrap();
+        assert_eq!(url.path_segments().unwrap().count(), 6, "{url}");
+        assert!(url.query().is_none() && url.fragment().is_none(), "{url}");
+    }
+
+    #[test]
+    fn a_location_is_polled_as_given_on_the_configured_host_only() {
+        let c = client("https://graph.microsoft.com");
+        let loc = "https://graph.microsoft.com/v1.0/users/u1/authentication/operations/op1?aadgdc=DUB02P&aadgsu=ssprprod-a";
+        assert_eq!(
+            c.operation_url(&OperationRef::Location(loc))
+                .unwrap()
+                .as_str(),
+            loc
+        );
+        for foreign in [
+            "https://evil.example/v1.0/users/u1/authentication/operations/op1",
+            "http://graph.microsoft.com/v1.0/users/u1/authentication/operations/op1",
+            "https://graph.microsoft.com:8443/v1.0/users/u1/authentication/operations/op1",
+            "https://graph.microsoft.com.evil.example/v1.0/users/u/authentication/operations/o",
+        ] {
+            let err = c
+                .operation_url(&OperationRef::Location(foreign))
+                .unwrap_err();
+            assert_eq!(err.kind, GraphErrorKind::ForeignHost, "{foreign}");
+        }
+    }
+
+    #[test]
+    fn retry_after_accepts_seconds_fractions_and_dates() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, "2".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        h.insert(RETRY_AFTER, "2.128".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(2128)));
+        h.insert(
+            RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        h.insert(RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after(&h), None);
+    }
+}

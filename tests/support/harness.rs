@@ -1,0 +1,158 @@
+//! One test's world: its own namespace on the shared control plane, its own Graph
+//! emulator, a credentials Secret, and the operator watching only that namespace.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Event as CoreEvent, Namespace, Secret};
+use kube::api::{Api, ListParams, PostParams};
+use pwreset_operator::api::PasswordResetOperation;
+use serde_json::{Value, json};
+
+use super::{ControlPlane, Emulator, Operator, eventually};
+
+pub const TENANT: &str = "contoso";
+pub const SECRET: &str = "graph-credentials";
+
+pub struct Harness {
+    pub cp: &'static ControlPlane,
+    pub ns: String,
+    pub emulator: Emulator,
+    pub operator: Operator,
+    pub client: kube::Client,
+    /// The bearer token in the Secret: tests scan for it where it must never appear.
+    pub token: String,
+}
+
+impl Harness {
+    /// Namespace, emulator with a static token, Secret `graph-credentials`, and the
+    /// operator started with `--poll-interval 1s` plus `extra_args`.
+    pub async fn start(extra_args: &[&str]) -> Harness {
+        let parts = Self::start_without_operator().await;
+        let operator = parts.start_operator(extra_args);
+        operator.wait_ready().await;
+        parts.with_operator(operator)
+    }
+
+    /// Everything but the operator (started later with `start_operator`).
+    pub async fn start_without_operator() -> HarnessParts {
+        let cp = ControlPlane::shared();
+        let client = cp.client().await;
+        let ns = super::unique_name("op");
+        let namespace: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
+        Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &namespace).await.unwrap();
+        let emulator = Emulator::start();
+        let token = format!("tok-{}", uuid::Uuid::new_v4());
+        emulator.add_token(&token, TENANT).await;
+        let parts = HarnessParts { cp, ns, emulator, client, token };
+        parts.create_token_secret(SECRET).await;
+        parts
+    }
+
+    pub fn api(&self) -> Api<PasswordResetOperation> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    pub async fn create(&self, name: &str, spec: Value) -> PasswordResetOperation {
+        create(&self.client, &self.ns, name, spec).await
+    }
+
+    /// Waits until condition `type_` has `status`; returns the resource then.
+    pub async fn wait_condition(&self, name: &str, type_: &str, status: &str) -> PasswordResetOperation {
+        self.wait_for(name, &format!("{type_}={status}"), Duration::from_secs(60), |o| {
+            condition(o, type_).map(|c| c.0) == Some(status.to_string())
+        })
+        .await
+    }
+
+    pub async fn wait_for(
+        &self,
+        name: &str,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&PasswordResetOperation) -> bool,
+    ) -> PasswordResetOperation {
+        let api = self.api();
+        eventually(&format!("{name}: {what}"), timeout, || async {
+            let obj = api.get(name).await.map_err(|e| e.to_string())?;
+            if check(&obj) { Ok(obj) } else { Err(format!("{:?}", obj.status)) }
+        })
+        .await
+    }
+
+    /// Events recorded for the resource `name`, as (type, reason, note).
+    pub async fn events(&self, name: &str) -> Vec<(String, String, String)> {
+        events(&self.client, &self.ns, name).await
+    }
+
+    pub async fn create_token_secret(&self, name: &str) {
+        create_secret(&self.client, &self.ns, name, json!({"token": self.token})).await;
+    }
+}
+
+/// Creates a Secret from string data.
+pub async fn create_secret(client: &kube::Client, ns: &str, name: &str, string_data: Value) {
+    let secret: Secret =
+        serde_json::from_value(json!({"metadata": {"name": name}, "stringData": string_data})).unwrap();
+    Api::<Secret>::namespaced(client.clone(), ns).create(&PostParams::default(), &secret).await.unwrap();
+}
+
+/// The harness before the operator runs.
+pub struct HarnessParts {
+    pub cp: &'static ControlPlane,
+    pub ns: String,
+    pub emulator: Emulator,
+    pub client: kube::Client,
+    pub token: String,
+}
+
+impl HarnessParts {
+    pub fn start_operator(&self, extra_args: &[&str]) -> Operator {
+        let mut args = vec!["--namespace", &self.ns, "--graph-url", &self.emulator.url, "--poll-interval", "1s"];
+        args.extend_from_slice(extra_args);
+        Operator::start(self.cp, &args)
+    }
+
+    pub async fn create_token_secret(&self, name: &str) {
+        create_secret(&self.client, &self.ns, name, json!({"token": self.token})).await;
+    }
+
+    pub fn with_operator(self, operator: Operator) -> Harness {
+        let HarnessParts { cp, ns, emulator, client, token } = self;
+        Harness { cp, ns, emulator, operator, client, token }
+    }
+}
+
+pub async fn create(client: &kube::Client, ns: &str, name: &str, spec: Value) -> PasswordResetOperation {
+    let obj: PasswordResetOperation = serde_json::from_value(json!({
+        "apiVersion": "pwreset.dev/v1alpha1",
+        "kind": "PasswordResetOperation",
+        "metadata": {"name": name},
+        "spec": spec,
+    }))
+    .unwrap();
+    Api::<PasswordResetOperation>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &obj)
+        .await
+        .unwrap_or_else(|e| panic!("create {name}: {e}"))
+}
+
+/// (status, reason, message) of condition `type_`.
+pub fn condition(obj: &PasswordResetOperation, type_: &str) -> Option<(String, String, String)> {
+    obj.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+pub async fn events(client: &kube::Client, ns: &str, name: &str) -> Vec<(String, String, String)> {
+    let list = Api::<CoreEvent>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
+        .await
+        .unwrap();
+    list.items
+        .into_iter()
+        .map(|e| (e.type_.unwrap_or_default(), e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
+        .collect()
+}
