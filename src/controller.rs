@@ -25,8 +25,9 @@ use tracing::{debug, info, warn};
 use crate::api::{PasswordResetOperation, PasswordResetOperationStatus};
 use crate::conditions::{self, Phase};
 use crate::duration::human;
-use crate::graph::auth::{BearerToken, CredentialError, Credentials};
+use crate::graph::auth::{BearerToken, Credentials};
 use crate::graph::client::OperationRef;
+use crate::graph::limiter::TenantLimiter;
 use crate::graph::{GraphClient, GraphError, GraphErrorKind, LongRunningOperation, OperationState};
 use crate::metrics::Metrics;
 
@@ -54,6 +55,7 @@ pub struct Context {
     pub kube: kube::Client,
     pub graph: GraphClient,
     pub credentials: Credentials,
+    pub limiter: TenantLimiter,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
@@ -67,23 +69,13 @@ impl Context {
         kube: kube::Client,
         graph: GraphClient,
         credentials: Credentials,
+        limiter: TenantLimiter,
         metrics: Arc<Metrics>,
         settings: Settings,
     ) -> Self {
-        let reporter = Reporter {
-            controller: "pwreset-operator".into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
+        let reporter = Reporter { controller: "pwreset-operator".into(), instance: std::env::var("POD_NAME").ok() };
         let recorder = Recorder::new(kube.clone(), reporter);
-        Context {
-            kube,
-            graph,
-            credentials,
-            recorder,
-            metrics,
-            settings,
-            failures: Mutex::default(),
-        }
+        Context { kube, graph, credentials, limiter, recorder, metrics, settings, failures: Mutex::default() }
     }
 
     fn backoff(&self, obj: &Pro) -> Duration {
@@ -93,17 +85,12 @@ impl Context {
             *n += 1;
             *n
         };
-        let base = BACKOFF_FIRST
-            .saturating_mul(1 << (n - 1).min(10))
-            .min(BACKOFF_MAX);
+        let base = BACKOFF_FIRST.saturating_mul(1 << (n - 1).min(10)).min(BACKOFF_MAX);
         with_jitter(base, 0.2)
     }
 
     fn clear_failures(&self, obj: &Pro) {
-        self.failures
-            .lock()
-            .unwrap()
-            .remove(&ObjectRef::from_obj(obj));
+        self.failures.lock().unwrap().remove(&ObjectRef::from_obj(obj));
     }
 }
 
@@ -141,8 +128,7 @@ pub async fn run(
         .predicate_filter(predicates::generation, Default::default());
 
     let states = reader.clone();
-    ctx.metrics
-        .count_states_with(Box::new(move || count_states(&states)));
+    ctx.metrics.count_states_with(Box::new(move || count_states(&states)));
     let ready_reader = reader.clone();
     tokio::spawn(async move {
         if ready_reader.wait_until_ready().await.is_ok() {
@@ -168,9 +154,7 @@ fn count_states(store: &Store<Pro>) -> Vec<(String, i64)> {
     for obj in store.state() {
         let status = obj.status.as_ref();
         let conds = status.map(|s| s.conditions.as_slice()).unwrap_or_default();
-        let state = if conditions::reason_of(conds, conditions::STALLED).is_some()
-            && !conditions::is_finished(conds)
-        {
+        let state = if conditions::reason_of(conds, conditions::STALLED).is_some() && !conditions::is_finished(conds) {
             "blocked"
         } else {
             match status.and_then(|s| s.status.as_deref()) {
@@ -180,10 +164,7 @@ fn count_states(store: &Store<Pro>) -> Vec<(String, i64)> {
         };
         *counts.entry(state).or_default() += 1;
     }
-    counts
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
+    counts.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
 fn error_policy(obj: Arc<Pro>, error: &Error, ctx: Arc<Context>) -> Action {
@@ -203,13 +184,7 @@ struct Observation {
 
 impl Observation {
     fn phase(phase: Phase, requeue: Option<Duration>) -> Self {
-        Observation {
-            phase,
-            operation: None,
-            request_id: None,
-            not_found_since: None,
-            requeue,
-        }
+        Observation { phase, operation: None, request_id: None, not_found_since: None, requeue }
     }
 }
 
@@ -237,10 +212,7 @@ async fn reconcile_inner(obj: &Pro, ctx: &Context) -> Result<Action, Error> {
         let mut first = old.clone();
         first.observed_generation = obj.metadata.generation;
         first.conditions = conditions::conditions_for(
-            &Phase::progressing(
-                "WaitingForGraph",
-                "Waiting for the first answer from Microsoft Graph",
-            ),
+            &Phase::progressing("WaitingForGraph", "Waiting for the first answer from Microsoft Graph"),
             obj.metadata.generation,
             &Time(now),
             &old.conditions,
@@ -255,12 +227,8 @@ async fn reconcile_inner(obj: &Pro, ctx: &Context) -> Result<Action, Error> {
     let observation = observe(obj, &current, now, ctx).await;
     let mut next = current.clone();
     next.observed_generation = obj.metadata.generation;
-    next.conditions = conditions::conditions_for(
-        &observation.phase,
-        obj.metadata.generation,
-        &Time(now),
-        &current.conditions,
-    );
+    next.conditions =
+        conditions::conditions_for(&observation.phase, obj.metadata.generation, &Time(now), &current.conditions);
     next.not_found_since = observation.not_found_since.clone();
     if let Some(op) = &observation.operation {
         next.status = op.status.clone();
@@ -281,10 +249,7 @@ async fn reconcile_inner(obj: &Pro, ctx: &Context) -> Result<Action, Error> {
         if observation.operation.is_some() {
             next.last_polled_time = Some(Time(now));
         }
-        if write_status(obj, &current, &next, resource_version.as_deref(), ctx)
-            .await?
-            .is_none()
-        {
+        if write_status(obj, &current, &next, resource_version.as_deref(), ctx).await?.is_none() {
             return Ok(Action::requeue(CONFLICT_REQUEUE));
         }
         publish_events(obj, &current, &next, &observation.phase, ctx).await;
@@ -297,9 +262,7 @@ async fn reconcile_inner(obj: &Pro, ctx: &Context) -> Result<Action, Error> {
             None => Action::await_change(),
         });
     }
-    let mut wait = observation
-        .requeue
-        .unwrap_or_else(|| poll_interval(obj, ctx));
+    let mut wait = observation.requeue.unwrap_or_else(|| poll_interval(obj, ctx));
     if let Some(left) = deadline_left(obj, now) {
         wait = wait.min(left + Duration::from_millis(100));
     }
@@ -307,40 +270,26 @@ async fn reconcile_inner(obj: &Pro, ctx: &Context) -> Result<Action, Error> {
 }
 
 /// Decides the phase: deadline, target URL, credentials, then one GET.
-async fn observe(
-    obj: &Pro,
-    status: &PasswordResetOperationStatus,
-    now: Timestamp,
-    ctx: &Context,
-) -> Observation {
+async fn observe(obj: &Pro, status: &PasswordResetOperationStatus, now: Timestamp, ctx: &Context) -> Observation {
     if let (Some(seconds), Some(left)) = (obj.spec.active_deadline_seconds, deadline_left(obj, now))
         && left.is_zero()
     {
         return Observation::phase(
             Phase::failed(
                 "DeadlineExceeded",
-                format!(
-                    "The operation did not finish within activeDeadlineSeconds ({seconds}s); tracking stopped"
-                ),
+                format!("The operation did not finish within activeDeadlineSeconds ({seconds}s); tracking stopped"),
             ),
             None,
         );
     }
 
-    let target = match (
-        &obj.spec.location,
-        &obj.spec.user_id,
-        &obj.spec.operation_id,
-    ) {
+    let target = match (&obj.spec.location, &obj.spec.user_id, &obj.spec.operation_id) {
         (Some(location), _, _) => OperationRef::Location(location),
         (None, Some(user), Some(operation)) => OperationRef::ById { user, operation },
         // The CRD's rules make this unreachable; an older CRD version might not.
         _ => {
             return Observation::phase(
-                Phase::failed(
-                    "InvalidSpec",
-                    "spec must set userId and operationId, or location",
-                ),
+                Phase::failed("InvalidSpec", "spec must set userId and operationId, or location"),
                 None,
             );
         }
@@ -352,16 +301,8 @@ async fn observe(
         }
     };
 
-    let Some(secret) = obj
-        .secret_name()
-        .or(ctx.settings.default_credentials_secret.as_deref())
-    else {
-        let e = CredentialError::NotConfigured;
-        return Observation::phase(
-            Phase::blocked(e.reason(), e.to_string()),
-            Some(ctx.backoff(obj)),
-        );
-    };
+    // No Secret named anywhere: the operator's own workload identity, if it has one.
+    let secret = obj.secret_name().or(ctx.settings.default_credentials_secret.as_deref());
     let namespace = obj.namespace().unwrap_or_default();
     let BearerToken { token, tenant } = match ctx.credentials.token(&namespace, secret).await {
         Ok(token) => token,
@@ -376,39 +317,31 @@ async fn observe(
         }
     };
 
-    match ctx.graph.get_operation(&url, &token, &tenant).await {
+    ctx.limiter.acquire(&tenant).await;
+    let result = ctx.graph.get_operation(&url, &token, &tenant).await;
+    match &result {
+        Ok(_) => ctx.limiter.succeeded(&tenant),
+        Err(e) if e.kind == GraphErrorKind::Throttled => ctx.limiter.throttled(&tenant, e.retry_after),
+        Err(_) => {}
+    }
+    match result {
         Ok(op) => {
             ctx.clear_failures(obj);
             let state = OperationState::from_graph(op.status.as_deref());
             let detail = op.status_detail.as_deref().filter(|d| !d.trim().is_empty());
             let (phase, requeue) = match state {
-                OperationState::Succeeded => (
-                    Phase::Succeeded {
-                        message: with_detail("The password reset succeeded", detail),
-                    },
-                    None,
-                ),
-                OperationState::Failed => (
-                    Phase::failed(
-                        "OperationFailed",
-                        with_detail("The password reset failed", detail),
-                    ),
-                    None,
-                ),
-                OperationState::NotStarted => (
-                    Phase::progressing(
-                        "NotStarted",
-                        "Graph has not started the password reset yet",
-                    ),
-                    None,
-                ),
-                OperationState::Running => (
-                    Phase::progressing(
-                        "Running",
-                        with_detail("The password reset is running", detail),
-                    ),
-                    None,
-                ),
+                OperationState::Succeeded => {
+                    (Phase::Succeeded { message: with_detail("The password reset succeeded", detail) }, None)
+                }
+                OperationState::Failed => {
+                    (Phase::failed("OperationFailed", with_detail("The password reset failed", detail)), None)
+                }
+                OperationState::NotStarted => {
+                    (Phase::progressing("NotStarted", "Graph has not started the password reset yet"), None)
+                }
+                OperationState::Running => {
+                    (Phase::progressing("Running", with_detail("The password reset is running", detail)), None)
+                }
                 OperationState::Unknown => (
                     Phase::progressing(
                         "UnknownStatus",
@@ -421,13 +354,7 @@ async fn observe(
                     Some(ctx.backoff(obj).max(poll_interval(obj, ctx))),
                 ),
             };
-            Observation {
-                phase,
-                operation: Some(op),
-                request_id: None,
-                not_found_since: None,
-                requeue,
-            }
+            Observation { phase, operation: Some(op), request_id: None, not_found_since: None, requeue }
         }
         Err(e) => observe_error(obj, status, e, now, &namespace, secret, ctx),
     }
@@ -439,7 +366,7 @@ fn observe_error(
     e: GraphError,
     now: Timestamp,
     namespace: &str,
-    secret: &str,
+    secret: Option<&str>,
     ctx: &Context,
 ) -> Observation {
     let request_id = e.request_id.clone();
@@ -478,17 +405,13 @@ fn observe_error(
         }
         GraphErrorKind::Unauthorized => {
             ctx.credentials.invalidate(namespace, secret);
-            (
-                Phase::blocked(
-                    "CredentialsRejected",
-                    format!(
-                        "{}; update the credentials in Secret {namespace}/{secret} (the operator reads it again \
-                         on its next attempt)",
-                        e.message
-                    ),
-                ),
-                Some(ctx.backoff(obj)),
-            )
+            let fix = match secret {
+                Some(name) => {
+                    format!("update the credentials in Secret {namespace}/{name} (read again on the next attempt)")
+                }
+                None => "check the operator's workload identity".to_string(),
+            };
+            (Phase::blocked("CredentialsRejected", format!("{}; {fix}", e.message)), Some(ctx.backoff(obj)))
         }
         GraphErrorKind::Forbidden => (
             Phase::blocked(
@@ -504,9 +427,7 @@ fn observe_error(
         GraphErrorKind::Throttled => {
             // Honour Retry-After exactly (never sooner); without one, back off.
             let wait = match e.retry_after {
-                Some(after) => {
-                    after.max(Duration::from_millis(100)) + jitter_up_to(Duration::from_millis(250))
-                }
+                Some(after) => after.max(Duration::from_millis(100)) + jitter_up_to(Duration::from_millis(250)),
                 None => ctx.backoff(obj),
             };
             (
@@ -517,31 +438,17 @@ fn observe_error(
                 Some(wait),
             )
         }
-        GraphErrorKind::Unavailable | GraphErrorKind::Timeout => (
-            Phase::progressing("GraphUnavailable", e.message.clone()),
-            Some(ctx.backoff(obj)),
-        ),
-        GraphErrorKind::Malformed => (
-            Phase::progressing("InvalidGraphResponse", e.message.clone()),
-            Some(ctx.backoff(obj)),
-        ),
-        GraphErrorKind::Rejected => (
-            Phase::blocked("GraphRequestRejected", e.message.clone()),
-            Some(ctx.backoff(obj)),
-        ),
-        GraphErrorKind::ForeignHost => (
-            Phase::failed("LocationHostNotAllowed", e.message.clone()),
-            None,
-        ),
+        GraphErrorKind::Unavailable | GraphErrorKind::Timeout => {
+            (Phase::progressing("GraphUnavailable", e.message.clone()), Some(ctx.backoff(obj)))
+        }
+        GraphErrorKind::Malformed => {
+            (Phase::progressing("InvalidGraphResponse", e.message.clone()), Some(ctx.backoff(obj)))
+        }
+        GraphErrorKind::Rejected => (Phase::blocked("GraphRequestRejected", e.message.clone()), Some(ctx.backoff(obj))),
+        GraphErrorKind::ForeignHost => (Phase::failed("LocationHostNotAllowed", e.message.clone()), None),
     };
     ctx.metrics.reconcile_error(phase.reason());
-    Observation {
-        phase,
-        operation: None,
-        request_id,
-        not_found_since,
-        requeue,
-    }
+    Observation { phase, operation: None, request_id, not_found_since, requeue }
 }
 
 /// Job-style TTL: delete a finished resource `ttlSecondsAfterFinished` after it finished,
@@ -559,11 +466,7 @@ async fn expire_if_due(
         .completion_time
         .clone()
         .or_else(|| {
-            status
-                .conditions
-                .iter()
-                .find(|c| c.type_ == conditions::FINISHED)
-                .map(|c| c.last_transition_time.clone())
+            status.conditions.iter().find(|c| c.type_ == conditions::FINISHED).map(|c| c.last_transition_time.clone())
         })
         .map(|t| t.0)
         .unwrap_or(now);
@@ -574,10 +477,7 @@ async fn expire_if_due(
     }
     let api: Api<Pro> = Api::namespaced(ctx.kube.clone(), &obj.namespace().unwrap_or_default());
     let params = DeleteParams {
-        preconditions: Some(Preconditions {
-            uid: obj.uid(),
-            resource_version: None,
-        }),
+        preconditions: Some(Preconditions { uid: obj.uid(), resource_version: None }),
         ..DeleteParams::background()
     };
     match api.delete(&obj.name_any(), &params).await {
@@ -626,14 +526,7 @@ async fn write_status(
 ) -> Result<Option<String>, Error> {
     let api: Api<Pro> = Api::namespaced(ctx.kube.clone(), &obj.namespace().unwrap_or_default());
     let patch = status_patch(next, resource_version);
-    match api
-        .patch_status(
-            &obj.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
+    match api.patch_status(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
         Ok(updated) => {
             ctx.metrics.status_written();
             debug!(
@@ -663,10 +556,7 @@ async fn publish_events(
     let mut events = Vec::new();
     if after.status.is_some() && after.status != before.status {
         let note = match &before.status {
-            Some(old) => format!(
-                "Graph status {} (was {old})",
-                after.status.as_deref().unwrap_or("")
-            ),
+            Some(old) => format!("Graph status {} (was {old})", after.status.as_deref().unwrap_or("")),
             None => format!("Graph status {}", after.status.as_deref().unwrap_or("")),
         };
         events.push(Event {
@@ -680,18 +570,11 @@ async fn publish_events(
     let before_reason = conditions::reason_of(&before.conditions, conditions::READY);
     let problem = match phase {
         Phase::Blocked { .. } | Phase::Failed { .. } => true,
-        Phase::Progressing { reason, .. } => !matches!(
-            reason.as_str(),
-            "NotStarted" | "Running" | "WaitingForGraph"
-        ),
+        Phase::Progressing { reason, .. } => !matches!(reason.as_str(), "NotStarted" | "Running" | "WaitingForGraph"),
         Phase::Succeeded { .. } => false,
     };
     if before_reason != Some(phase.reason()) {
-        let type_ = if problem {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        };
+        let type_ = if problem { EventType::Warning } else { EventType::Normal };
         if problem || phase.is_terminal() {
             events.push(Event {
                 type_,
@@ -775,21 +658,13 @@ mod tests {
                 &[],
             ),
         };
-        let full_keys: Vec<String> = serde_json::to_value(&full)
-            .unwrap()
-            .as_object()
-            .unwrap()
-            .keys()
-            .cloned()
-            .collect();
+        let full_keys: Vec<String> =
+            serde_json::to_value(&full).unwrap().as_object().unwrap().keys().cloned().collect();
         let mut listed: Vec<String> = STATUS_FIELDS.iter().map(|s| s.to_string()).collect();
         listed.sort();
         let mut full_sorted = full_keys.clone();
         full_sorted.sort();
-        assert_eq!(
-            listed, full_sorted,
-            "STATUS_FIELDS must name every status field"
-        );
+        assert_eq!(listed, full_sorted, "STATUS_FIELDS must name every status field");
 
         let patch = status_patch(&PasswordResetOperationStatus::default(), Some("42"));
         assert_eq!(patch["metadata"]["resourceVersion"], "42");

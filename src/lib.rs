@@ -7,6 +7,7 @@ pub mod controller;
 pub mod duration;
 pub mod emulator;
 pub mod graph;
+pub mod leader;
 pub mod metrics;
 pub mod server;
 pub mod shard;

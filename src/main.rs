@@ -11,8 +11,10 @@ use tracing::{error, info};
 use url::Url;
 
 use pwreset_operator::controller::{self, Context, Settings};
-use pwreset_operator::graph::auth::Credentials;
+use pwreset_operator::graph::auth::{AuthSettings, Credentials, WorkloadIdentity};
+use pwreset_operator::graph::limiter::{Limits, TenantLimiter};
 use pwreset_operator::graph::{Cloud, GraphClient};
+use pwreset_operator::leader::{self, LeaderSettings};
 use pwreset_operator::metrics::Metrics;
 use pwreset_operator::server::{self, Health};
 use pwreset_operator::shard::Shard;
@@ -51,6 +53,23 @@ struct RunArgs {
     #[arg(long, env = "PWRESET_GRAPH_URL")]
     graph_url: Option<Url>,
 
+    /// Token authority URL, overriding the cloud's (e.g. a Graph emulator).
+    #[arg(long, env = "PWRESET_LOGIN_URL")]
+    login_url: Option<Url>,
+
+    /// The only directory a Secret's federatedTokenFile may point into.
+    #[arg(long, env = "PWRESET_FEDERATED_TOKEN_DIR", default_value = "/var/run/secrets/azure/tokens")]
+    federated_token_dir: std::path::PathBuf,
+
+    /// Graph requests per second allowed per tenant (shared by all its resources); lowered
+    /// automatically while Graph throttles, then slowly raised back.
+    #[arg(long, env = "PWRESET_TENANT_RATE", default_value_t = 50.0, value_parser = positive_f64)]
+    tenant_rate: f64,
+
+    /// Graph requests a tenant may send at once after a quiet period.
+    #[arg(long, env = "PWRESET_TENANT_BURST", default_value_t = 100.0, value_parser = positive_f64)]
+    tenant_burst: f64,
+
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "PWRESET_NAMESPACE")]
     namespace: Option<String>,
@@ -84,6 +103,22 @@ struct RunArgs {
     #[arg(long, env = "PWRESET_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
 
+    /// Elect a leader among replicas with a coordination.k8s.io Lease; only the leader works.
+    #[arg(long, env = "PWRESET_LEADER_ELECT")]
+    leader_elect: bool,
+
+    /// Namespace of the Lease (default: the pod's namespace from POD_NAMESPACE).
+    #[arg(long, env = "PWRESET_LEADER_ELECTION_NAMESPACE")]
+    leader_election_namespace: Option<String>,
+
+    /// Name of the Lease.
+    #[arg(long, env = "PWRESET_LEADER_ELECTION_LEASE_NAME", default_value = "pwreset-operator")]
+    leader_election_lease_name: String,
+
+    /// How long a Lease stays valid without renewal; a follower takes over after it.
+    #[arg(long, env = "PWRESET_LEADER_ELECTION_LEASE_DURATION", default_value = "15s", value_parser = duration::parse)]
+    leader_election_lease_duration: Duration,
+
     /// This replica's shard (0-based) when sharding with --total-shards.
     #[arg(long, env = "PWRESET_SHARD", default_value_t = 0)]
     shard: u32,
@@ -91,6 +126,13 @@ struct RunArgs {
     /// Number of shards; each replica owns the resources whose UID hashes to its shard.
     #[arg(long, env = "PWRESET_TOTAL_SHARDS", default_value_t = 1)]
     total_shards: u32,
+}
+
+fn positive_f64(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a positive number")),
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -103,9 +145,7 @@ fn main() -> anyhow::Result<()> {
         Command::Run(args) => {
             telemetry::init(args.log_format);
             install_crypto_provider();
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             let result = runtime.block_on(run(*args));
             if let Err(e) = &result {
                 error!(error = format!("{e:#}"), "pwreset-operator stopped");
@@ -117,16 +157,11 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     let shard = Shard::new(args.shard, args.total_shards).map_err(anyhow::Error::msg)?;
-    let graph_url = args
-        .graph_url
-        .clone()
-        .unwrap_or_else(|| Url::parse(args.cloud.graph_url()).expect("valid"));
+    let graph_url = args.graph_url.clone().unwrap_or_else(|| Url::parse(args.cloud.graph_url()).expect("valid"));
     if !matches!(graph_url.scheme(), "https" | "http") {
         bail!("--graph-url must be an http(s) URL, got {graph_url}");
     }
-    let kube = kube::Client::try_default()
-        .await
-        .context("connecting to Kubernetes")?;
+    let kube = kube::Client::try_default().await.context("connecting to Kubernetes")?;
     let metrics = Arc::new(Metrics::default());
     let http = reqwest::Client::builder()
         .user_agent(concat!("pwreset-operator/", env!("CARGO_PKG_VERSION")))
@@ -135,8 +170,17 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .context("building the HTTP client")?;
-    let graph = GraphClient::new(http, graph_url.clone(), metrics.clone());
-    let credentials = Credentials::new(kube.clone());
+    let graph = GraphClient::new(http.clone(), graph_url.clone(), metrics.clone());
+    let login_url = args.login_url.clone().unwrap_or_else(|| Url::parse(args.cloud.login_url()).expect("valid"));
+    let workload_identity = WorkloadIdentity::from_env();
+    let auth = AuthSettings {
+        login_url: login_url.clone(),
+        scope_root: args.cloud.graph_url().to_string(),
+        federated_token_dir: args.federated_token_dir.clone(),
+        workload_identity: workload_identity.clone(),
+    };
+    let credentials = Credentials::new(kube.clone(), http.clone(), auth, metrics.clone());
+    let limiter = TenantLimiter::new(Limits { rate: args.tenant_rate, burst: args.tenant_burst }, metrics.clone());
     let settings = Settings {
         default_credentials_secret: args.default_credentials_secret.clone(),
         poll_interval: args.poll_interval,
@@ -146,6 +190,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     info!(
         graph = %graph_url,
+        login = %login_url,
+        workload_identity = workload_identity.is_some(),
         namespace = args.namespace.as_deref().unwrap_or("(all)"),
         poll_interval = %duration::human(args.poll_interval),
         shard = args.shard,
@@ -153,13 +199,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         "starting pwreset-operator {}",
         env!("CARGO_PKG_VERSION")
     );
-    let ctx = Arc::new(Context::new(
-        kube,
-        graph,
-        credentials,
-        metrics.clone(),
-        settings,
-    ));
+    let ctx = Arc::new(Context::new(kube.clone(), graph, credentials, limiter, metrics.clone(), settings));
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -175,24 +215,62 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)
         .await
         .with_context(|| format!("binding --metrics-addr {}", args.metrics_addr))?;
-    let server = tokio::spawn(server::serve(
-        listener,
-        health.clone(),
-        stopped(stop_rx.clone()),
-    ));
+    let server = tokio::spawn(server::serve(listener, health.clone(), stopped(stop_rx.clone())));
+    let mut leadership = None;
+    if args.leader_elect {
+        // A follower is ready: it is there to take over.
+        health.set_ready(true);
+        let settings = LeaderSettings {
+            namespace: args
+                .leader_election_namespace
+                .clone()
+                .or_else(|| std::env::var("POD_NAMESPACE").ok())
+                .context("--leader-elect needs --leader-election-namespace or POD_NAMESPACE")?,
+            lease_name: args.leader_election_lease_name.clone(),
+            identity: std::env::var("POD_NAME")
+                .unwrap_or_else(|_| format!("pwreset-operator-{}", uuid::Uuid::new_v4().simple())),
+            lease_duration: args.leader_election_lease_duration,
+            renew_before: args.leader_election_lease_duration / 3,
+        };
+        tokio::select! {
+            acquired = leader::acquire(kube.clone(), &settings) => leadership = Some(acquired?),
+            () = stopped(stop_rx.clone()) => {
+                info!("stopped before becoming the leader");
+                server.abort();
+                return Ok(());
+            }
+        }
+        health.set_ready(false);
+    }
+
     let ready = health.clone();
     let controller = controller::run(ctx, stopped(stop_rx.clone()), shard, move || {
         info!("cache synced; ready");
         ready.set_ready(true);
     });
+    let lost = async {
+        match leadership.as_mut() {
+            Some(l) => l.lost().await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         () = controller => {}
+        () = lost => {
+            // Another replica may already be polling: stop at once, without finishing
+            // in-flight work; the pod restarts as a follower.
+            server.abort();
+            bail!("lost the leader lease; stopping at once");
+        }
         () = async {
             stopped(stop_rx.clone()).await;
             tokio::time::sleep(SHUTDOWN_GRACE).await;
         } => {
             error!("in-flight reconciles did not finish within {}s; exiting", SHUTDOWN_GRACE.as_secs());
         }
+    }
+    if let Some(leadership) = leadership {
+        leadership.release().await;
     }
     server.abort();
     if !*stop_rx.borrow() {
@@ -203,8 +281,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}

@@ -21,9 +21,7 @@ impl Default for Shard {
 impl Shard {
     pub fn new(index: u32, total: u32) -> Result<Self, String> {
         if total == 0 || index >= total {
-            return Err(format!(
-                "--shard must be below --total-shards (got shard {index} of {total})"
-            ));
+            return Err(format!("--shard must be below --total-shards (got shard {index} of {total})"));
         }
         Ok(Shard { index, total })
     }
@@ -34,9 +32,7 @@ impl Shard {
         if self.total == 1 {
             return true;
         }
-        let hash = uid.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-        });
+        let hash = uid.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
         (hash % self.total as u64) as u32 == self.index
     }
 
@@ -45,14 +41,9 @@ impl Shard {
     }
 
     /// Keeps watch events about owned objects (and the list markers).
-    pub fn owns_event(
-        &self,
-        event: &Result<watcher::Event<PasswordResetOperation>, watcher::Error>,
-    ) -> bool {
+    pub fn owns_event(&self, event: &Result<watcher::Event<PasswordResetOperation>, watcher::Error>) -> bool {
         match event {
-            Ok(
-                watcher::Event::Apply(o) | watcher::Event::InitApply(o) | watcher::Event::Delete(o),
-            ) => self.owns(o),
+            Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o) | watcher::Event::Delete(o)) => self.owns(o),
             _ => true,
         }
     }

@@ -41,10 +41,7 @@ pub enum GraphErrorKind {
 impl GraphErrorKind {
     /// Worth retrying with backoff, as opposed to needing a person.
     pub fn is_transient(self) -> bool {
-        matches!(
-            self,
-            Self::Throttled | Self::Unavailable | Self::Timeout | Self::Malformed
-        )
+        matches!(self, Self::Throttled | Self::Unavailable | Self::Timeout | Self::Malformed)
     }
 }
 
@@ -64,14 +61,7 @@ pub struct GraphError {
 
 impl GraphError {
     fn new(kind: GraphErrorKind, message: impl Into<String>) -> Self {
-        GraphError {
-            kind,
-            status: None,
-            code: None,
-            request_id: None,
-            retry_after: None,
-            message: message.into(),
-        }
+        GraphError { kind, status: None, code: None, request_id: None, retry_after: None, message: message.into() }
     }
 }
 
@@ -95,11 +85,7 @@ pub struct GraphClient {
 
 impl GraphClient {
     pub fn new(http: reqwest::Client, root: Url, metrics: Arc<Metrics>) -> Self {
-        GraphClient {
-            http,
-            root,
-            metrics,
-        }
+        GraphClient { http, root, metrics }
     }
 
     pub fn root(&self) -> &Url {
@@ -113,29 +99,14 @@ impl GraphClient {
             OperationRef::ById { user, operation } => {
                 let mut url = self.root.clone();
                 url.path_segments_mut()
-                    .map_err(|()| {
-                        GraphError::new(
-                            GraphErrorKind::Rejected,
-                            "the Graph URL cannot carry a path",
-                        )
-                    })?
+                    .map_err(|()| GraphError::new(GraphErrorKind::Rejected, "the Graph URL cannot carry a path"))?
                     .pop_if_empty()
-                    .extend([
-                        "v1.0",
-                        "users",
-                        user,
-                        "authentication",
-                        "operations",
-                        operation,
-                    ]);
+                    .extend(["v1.0", "users", user, "authentication", "operations", operation]);
                 Ok(url)
             }
             OperationRef::Location(location) => {
                 let url = Url::parse(location).map_err(|e| {
-                    GraphError::new(
-                        GraphErrorKind::ForeignHost,
-                        format!("location is not a valid URL: {e}"),
-                    )
+                    GraphError::new(GraphErrorKind::ForeignHost, format!("location is not a valid URL: {e}"))
                 })?;
                 if url.origin() != self.root.origin() {
                     return Err(GraphError::new(
@@ -164,20 +135,13 @@ impl GraphClient {
         let result = self.get_operation_inner(url, token).await;
         let code = match &result {
             Ok(_) => "200".to_string(),
-            Err(e) => e
-                .status
-                .map(|s| s.to_string())
-                .unwrap_or_else(|| "none".into()),
+            Err(e) => e.status.map(|s| s.to_string()).unwrap_or_else(|| "none".into()),
         };
         self.metrics.graph_request(tenant, &code, started.elapsed());
         result
     }
 
-    async fn get_operation_inner(
-        &self,
-        url: &Url,
-        token: &SecretString,
-    ) -> Result<LongRunningOperation, GraphError> {
+    async fn get_operation_inner(&self, url: &Url, token: &SecretString) -> Result<LongRunningOperation, GraphError> {
         let client_request_id = uuid::Uuid::new_v4().to_string();
         let response = self
             .http
@@ -197,34 +161,22 @@ impl GraphClient {
         let body = read_bounded(response).await;
 
         if status.is_success() {
-            let body = body.map_err(|e| GraphError {
-                request_id: request_id.clone(),
-                ..e
-            })?;
+            let body = body.map_err(|e| GraphError { request_id: request_id.clone(), ..e })?;
             return serde_json::from_slice::<LongRunningOperation>(&body).map_err(|e| GraphError {
                 kind: GraphErrorKind::Malformed,
                 status: Some(status.as_u16()),
                 code: None,
                 request_id,
                 retry_after: None,
-                message: format!(
-                    "Graph answered {status} with a body that is not a valid operation: {e}"
-                ),
+                message: format!("Graph answered {status} with a body that is not a valid operation: {e}"),
             });
         }
 
         let parsed: Option<ErrorBody> = body.ok().and_then(|b| serde_json::from_slice(&b).ok());
         let code = parsed.as_ref().and_then(|b| b.error.code.clone());
-        let graph_message = parsed
-            .as_ref()
-            .and_then(|b| b.error.message.clone())
-            .unwrap_or_default();
-        let request_id = request_id.or_else(|| {
-            parsed
-                .as_ref()
-                .and_then(|b| b.error.inner_error.as_ref())
-                .and_then(|i| i.request_id.clone())
-        });
+        let graph_message = parsed.as_ref().and_then(|b| b.error.message.clone()).unwrap_or_default();
+        let request_id = request_id
+            .or_else(|| parsed.as_ref().and_then(|b| b.error.inner_error.as_ref()).and_then(|i| i.request_id.clone()));
         let kind = match status {
             StatusCode::NOT_FOUND => GraphErrorKind::NotFound,
             StatusCode::UNAUTHORIZED => GraphErrorKind::Unauthorized,
@@ -243,33 +195,15 @@ impl GraphClient {
             message.push_str(": ");
             message.push_str(&truncate(&graph_message, MAX_QUOTED_MESSAGE));
         }
-        Err(GraphError {
-            kind,
-            status: Some(status.as_u16()),
-            code,
-            request_id,
-            retry_after,
-            message,
-        })
+        Err(GraphError { kind, status: Some(status.as_u16()), code, request_id, retry_after, message })
     }
 }
 
 fn transport_error(e: reqwest::Error) -> GraphError {
     // reqwest's message names the URL (no credentials in it) and the cause.
-    let kind = if e.is_timeout() {
-        GraphErrorKind::Timeout
-    } else {
-        GraphErrorKind::Unavailable
-    };
-    let what = if e.is_timeout() {
-        "timed out"
-    } else {
-        "failed"
-    };
-    GraphError::new(
-        kind,
-        format!("the request to Graph {what}: {}", error_chain(&e)),
-    )
+    let kind = if e.is_timeout() { GraphErrorKind::Timeout } else { GraphErrorKind::Unavailable };
+    let what = if e.is_timeout() { "timed out" } else { "failed" };
+    GraphError::new(kind, format!("the request to Graph {what}: {}", error_chain(&e)))
 }
 
 /// The error and its sources on one line, e.g. "error sending request: connection refused".
@@ -288,10 +222,7 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 async fn read_bounded(mut response: reqwest::Response) -> Result<Vec<u8>, GraphError> {
-    if response
-        .content_length()
-        .is_some_and(|n| n as usize > MAX_BODY_BYTES)
-    {
+    if response.content_length().is_some_and(|n| n as usize > MAX_BODY_BYTES) {
         return Err(GraphError::new(
             GraphErrorKind::Malformed,
             format!("Graph's answer is larger than {MAX_BODY_BYTES} bytes; not read"),
@@ -323,18 +254,14 @@ async fn read_bounded(mut response: reqwest::Response) -> Result<Vec<u8>, GraphE
 }
 
 fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(|s| truncate(s, 128))
+    headers.get(name).and_then(|v| v.to_str().ok()).map(|s| truncate(s, 128))
 }
 
 /// `Retry-After` as seconds (older docs show fractions such as `2.128`) or an HTTP date.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(seconds) = value.parse::<f64>() {
-        return (seconds.is_finite() && seconds >= 0.0)
-            .then(|| Duration::from_secs_f64(seconds.min(86_400.0)));
+        return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(86_400.0)));
     }
     let date = jiff::fmt::rfc2822::parse(value).ok()?.timestamp();
     let wait = date.duration_since(jiff::Timestamp::now());
@@ -357,32 +284,20 @@ mod tests {
     use super::*;
 
     fn client(root: &str) -> GraphClient {
-        GraphClient::new(
-            reqwest::Client::new(),
-            Url::parse(root).unwrap(),
-            Arc::new(Metrics::default()),
-        )
+        crate::install_crypto_provider();
+        GraphClient::new(reqwest::Client::new(), Url::parse(root).unwrap(), Arc::new(Metrics::default()))
     }
 
     #[test]
     fn ids_are_single_percent_encoded_path_segments() {
         let c = client("https://graph.microsoft.com");
-        let url = c
-            .operation_url(&OperationRef::ById {
-                user: "alice@contoso.com",
-                operation: "2d497bb-57bd",
-            })
-            .unwrap();
+        let url =
+            c.operation_url(&OperationRef::ById { user: "alice@contoso.com", operation: "2d497bb-57bd" }).unwrap();
         assert_eq!(
             url.as_str(),
             "https://graph.microsoft.com/v1.0/users/alice@contoso.com/authentication/operations/2d497bb-57bd"
         );
-        let url = c
-            .operation_url(&OperationRef::ById {
-                user: "../../admin?x#y",
-                operation: "a/b%2F",
-            })
-            .unwrap();
+        let url = c.operation_url(&OperationRef::ById { user: "../../admin?x#y", operation: "a/b%2F" }).unwrap();
         assert_eq!(url.path_segments().unwrap().count(), 6, "{url}");
         assert!(url.query().is_none() && url.fragment().is_none(), "{url}");
     }
@@ -390,22 +305,16 @@ mod tests {
     #[test]
     fn a_location_is_polled_as_given_on_the_configured_host_only() {
         let c = client("https://graph.microsoft.com");
-        let loc = "https://graph.microsoft.com/v1.0/users/u1/authentication/operations/op1?aadgdc=DUB02P&aadgsu=ssprprod-a";
-        assert_eq!(
-            c.operation_url(&OperationRef::Location(loc))
-                .unwrap()
-                .as_str(),
-            loc
-        );
+        let loc =
+            "https://graph.microsoft.com/v1.0/users/u1/authentication/operations/op1?aadgdc=DUB02P&aadgsu=ssprprod-a";
+        assert_eq!(c.operation_url(&OperationRef::Location(loc)).unwrap().as_str(), loc);
         for foreign in [
             "https://evil.example/v1.0/users/u1/authentication/operations/op1",
             "http://graph.microsoft.com/v1.0/users/u1/authentication/operations/op1",
             "https://graph.microsoft.com:8443/v1.0/users/u1/authentication/operations/op1",
             "https://graph.microsoft.com.evil.example/v1.0/users/u/authentication/operations/o",
         ] {
-            let err = c
-                .operation_url(&OperationRef::Location(foreign))
-                .unwrap_err();
+            let err = c.operation_url(&OperationRef::Location(foreign)).unwrap_err();
             assert_eq!(err.kind, GraphErrorKind::ForeignHost, "{foreign}");
         }
     }
@@ -417,10 +326,7 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
         h.insert(RETRY_AFTER, "2.128".parse().unwrap());
         assert_eq!(retry_after(&h), Some(Duration::from_millis(2128)));
-        h.insert(
-            RETRY_AFTER,
-            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
-        );
+        h.insert(RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
         h.insert(RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(retry_after(&h), None);

@@ -47,34 +47,15 @@ mod tests {
     #[test]
     fn every_cloud_maps_to_its_own_hosts() {
         let expected = [
-            (
-                Cloud::Global,
-                "https://graph.microsoft.com",
-                "https://login.microsoftonline.com",
-            ),
-            (
-                Cloud::UsGov,
-                "https://graph.microsoft.us",
-                "https://login.microsoftonline.us",
-            ),
-            (
-                Cloud::UsGovDod,
-                "https://dod-graph.microsoft.us",
-                "https://login.microsoftonline.us",
-            ),
-            (
-                Cloud::China,
-                "https://microsoftgraph.chinacloudapi.cn",
-                "https://login.chinacloudapi.cn",
-            ),
+            (Cloud::Global, "https://graph.microsoft.com", "https://login.microsoftonline.com"),
+            (Cloud::UsGov, "https://graph.microsoft.us", "https://login.microsoftonline.us"),
+            (Cloud::UsGovDod, "https://dod-graph.microsoft.us", "https://login.microsoftonline.us"),
+            (Cloud::China, "https://microsoftgraph.chinacloudapi.cn", "https://login.chinacloudapi.cn"),
         ];
         for (cloud, graph, login) in expected {
             assert_eq!(cloud.graph_url(), graph);
             assert_eq!(cloud.login_url(), login);
         }
-        assert_eq!(
-            Cloud::from_str("usgov-dod", false).unwrap(),
-            Cloud::UsGovDod
-        );
+        assert_eq!(Cloud::from_str("usgov-dod", false).unwrap(), Cloud::UsGovDod);
     }
 }

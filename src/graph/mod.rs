@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod client;
 pub mod cloud;
+pub mod limiter;
 pub mod model;
 
 pub use client::{GraphClient, GraphError, GraphErrorKind};

@@ -102,18 +102,9 @@ mod tests {
             "somethingNew": {"nested": true}
         }"#;
         let op: LongRunningOperation = serde_json::from_str(body).unwrap();
-        assert_eq!(
-            op.id.as_deref(),
-            Some("2d497bb-57bd-47a6-8749-5ccd0869f2bd")
-        );
-        assert_eq!(
-            op.created_date_time.as_deref(),
-            Some("2020-03-19T12-01-03.45Z")
-        );
-        assert_eq!(
-            OperationState::from_graph(op.status.as_deref()),
-            OperationState::Running
-        );
+        assert_eq!(op.id.as_deref(), Some("2d497bb-57bd-47a6-8749-5ccd0869f2bd"));
+        assert_eq!(op.created_date_time.as_deref(), Some("2020-03-19T12-01-03.45Z"));
+        assert_eq!(OperationState::from_graph(op.status.as_deref()), OperationState::Running);
     }
 
     #[test]

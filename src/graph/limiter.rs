@@ -1,0 +1,169 @@
+//! Client-side rate limits per tenant: Graph's throttling budget belongs to an app in a
+//! tenant, so every resource of that tenant shares one token bucket here.
+//!
+//! Adaptive: a 429 halves the tenant's rate and pauses the whole tenant for Retry-After;
+//! sustained success raises the rate slowly (by a tenth per `RECOVERY_SUCCESSES` answers)
+//! back to the configured one.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::metrics::Metrics;
+
+const RECOVERY_SUCCESSES: u32 = 20;
+/// Never below this, however often Graph throttles: Retry-After does the rest.
+const MIN_RATE: f64 = 0.1;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Requests per second per tenant.
+    pub rate: f64,
+    /// Requests that may go at once after a quiet period.
+    pub burst: f64,
+}
+
+struct Bucket {
+    tokens: f64,
+    rate: f64,
+    refilled_at: Instant,
+    paused_until: Option<Instant>,
+    successes: u32,
+}
+
+pub struct TenantLimiter {
+    limits: Limits,
+    buckets: Mutex<HashMap<String, Arc<Mutex<Bucket>>>>,
+    metrics: Arc<Metrics>,
+}
+
+impl TenantLimiter {
+    pub fn new(limits: Limits, metrics: Arc<Metrics>) -> Self {
+        TenantLimiter { limits, buckets: Mutex::default(), metrics }
+    }
+
+    fn bucket(&self, tenant: &str) -> Arc<Mutex<Bucket>> {
+        self.buckets
+            .lock()
+            .unwrap()
+            .entry(tenant.to_string())
+            .or_insert_with(|| {
+                self.metrics.tenant_rate(tenant, self.limits.rate);
+                Arc::new(Mutex::new(Bucket {
+                    tokens: self.limits.burst,
+                    rate: self.limits.rate,
+                    refilled_at: Instant::now(),
+                    paused_until: None,
+                    successes: 0,
+                }))
+            })
+            .clone()
+    }
+
+    /// Waits until `tenant` may send one more request, and takes it.
+    pub async fn acquire(&self, tenant: &str) {
+        let bucket = self.bucket(tenant);
+        loop {
+            let wait = {
+                let mut b = bucket.lock().unwrap();
+                let now = Instant::now();
+                match b.paused_until {
+                    Some(until) if until > now => until - now,
+                    _ => {
+                        b.paused_until = None;
+                        let elapsed = now.duration_since(b.refilled_at).as_secs_f64();
+                        b.tokens = (b.tokens + elapsed * b.rate).min(self.limits.burst);
+                        b.refilled_at = now;
+                        if b.tokens >= 1.0 {
+                            b.tokens -= 1.0;
+                            return;
+                        }
+                        Duration::from_secs_f64((1.0 - b.tokens) / b.rate)
+                    }
+                }
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Graph asked to slow down: pause the tenant and lower its rate.
+    pub fn throttled(&self, tenant: &str, retry_after: Option<Duration>) {
+        let bucket = self.bucket(tenant);
+        let mut b = bucket.lock().unwrap();
+        b.rate = (b.rate / 2.0).max(MIN_RATE);
+        b.tokens = b.tokens.min(0.0);
+        b.successes = 0;
+        if let Some(after) = retry_after {
+            let until = Instant::now() + after;
+            b.paused_until = Some(b.paused_until.map_or(until, |p| p.max(until)));
+        }
+        self.metrics.tenant_rate(tenant, b.rate);
+    }
+
+    /// A request went through: recover the rate slowly.
+    pub fn succeeded(&self, tenant: &str) {
+        let bucket = self.bucket(tenant);
+        let mut b = bucket.lock().unwrap();
+        if b.rate >= self.limits.rate {
+            return;
+        }
+        b.successes += 1;
+        if b.successes >= RECOVERY_SUCCESSES {
+            b.successes = 0;
+            b.rate = (b.rate * 1.1).min(self.limits.rate);
+            self.metrics.tenant_rate(tenant, b.rate);
+        }
+    }
+
+    /// The rate currently allowed for `tenant`.
+    pub fn current_rate(&self, tenant: &str) -> f64 {
+        self.bucket(tenant).lock().unwrap().rate
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limiter(rate: f64, burst: f64) -> TenantLimiter {
+        TenantLimiter::new(Limits { rate, burst }, Arc::new(Metrics::default()))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn holds_each_tenant_to_its_rate_after_the_burst() {
+        let l = limiter(10.0, 5.0);
+        let start = Instant::now();
+        for _ in 0..25 {
+            l.acquire("a").await;
+        }
+        // 5 at once, then 20 at 10/s.
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(1990) && took < Duration::from_millis(2100), "{took:?}");
+        // Another tenant has its own budget.
+        let start = Instant::now();
+        l.acquire("b").await;
+        assert!(start.elapsed() < Duration::from_millis(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_pauses_the_whole_tenant_and_recovery_is_slow() {
+        let l = limiter(10.0, 10.0);
+        l.throttled("a", Some(Duration::from_secs(3)));
+        assert_eq!(l.current_rate("a"), 5.0);
+        let start = Instant::now();
+        l.acquire("a").await;
+        assert!(start.elapsed() >= Duration::from_secs(3), "{:?}", start.elapsed());
+        for _ in 0..RECOVERY_SUCCESSES - 1 {
+            l.succeeded("a");
+        }
+        assert_eq!(l.current_rate("a"), 5.0);
+        l.succeeded("a");
+        assert!((l.current_rate("a") - 5.5).abs() < 1e-9);
+        for _ in 0..10_000 {
+            l.succeeded("a");
+        }
+        assert_eq!(l.current_rate("a"), 10.0, "recovers to the configured rate, never above");
+    }
+}
