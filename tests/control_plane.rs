@@ -39,18 +39,12 @@ const WIDGET_CRD: &str = r#"{
 }"#;
 
 fn widget_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("e2e.pwreset.dev", "v1", "Widget"),
-        "widgets",
-    )
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("e2e.pwreset.dev", "v1", "Widget"), "widgets")
 }
 
 async fn create_namespace(client: &kube::Client, name: &str) {
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .expect("create namespace");
+    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.expect("create namespace");
 }
 
 #[tokio::test]
@@ -59,45 +53,25 @@ async fn control_plane_is_a_real_api_server() {
     let client = cp.client().await;
 
     let version = client.apiserver_version().await.expect("server version");
-    assert_eq!(
-        (version.major.as_str(), version.minor.as_str()),
-        ("1", "36"),
-        "{version:?}"
-    );
-    assert!(
-        cp.kubectl_ok(&["version"])
-            .contains("Server Version: v1.36")
-    );
+    assert_eq!((version.major.as_str(), version.minor.as_str()), ("1", "36"), "{version:?}");
+    assert!(cp.kubectl_ok(&["version"]).contains("Server Version: v1.36"));
 
     // A CRD with a schema and a status subresource.
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd: CustomResourceDefinition = serde_json::from_str(WIDGET_CRD).unwrap();
-    crds.patch(
-        "widgets.e2e.pwreset.dev",
-        &PatchParams::apply("e2e").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .expect("apply CRD");
-    eventually(
-        "widgets CRD established",
-        Duration::from_secs(30),
-        || async {
-            let crd = crds
-                .get("widgets.e2e.pwreset.dev")
-                .await
-                .map_err(|e| e.to_string())?;
-            let established = crd
-                .status
-                .and_then(|s| s.conditions)
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True");
-            established
-                .then_some(())
-                .ok_or_else(|| "not established".to_string())
-        },
-    )
+    crds.patch("widgets.e2e.pwreset.dev", &PatchParams::apply("e2e").force(), &Patch::Apply(&crd))
+        .await
+        .expect("apply CRD");
+    eventually("widgets CRD established", Duration::from_secs(30), || async {
+        let crd = crds.get("widgets.e2e.pwreset.dev").await.map_err(|e| e.to_string())?;
+        let established = crd
+            .status
+            .and_then(|s| s.conditions)
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True");
+        established.then_some(()).ok_or_else(|| "not established".to_string())
+    })
     .await;
 
     let ns = support::unique_name("widgets");
@@ -112,10 +86,7 @@ async fn control_plane_is_a_real_api_server() {
         "metadata": {"name": "w1"}, "spec": {"size": 3}
     }))
     .unwrap();
-    widgets
-        .create(&PostParams::default(), &widget)
-        .await
-        .expect("create widget");
+    widgets.create(&PostParams::default(), &widget).await.expect("create widget");
 
     // A status write through the subresource; a spec change there would be ignored.
     widgets
@@ -139,10 +110,7 @@ async fn control_plane_is_a_real_api_server() {
     })
     .await
     .expect("status change seen through the watch");
-    assert_eq!(
-        seen.data["spec"]["size"], 3,
-        "the status subresource must not change spec"
-    );
+    assert_eq!(seen.data["spec"]["size"], 3, "the status subresource must not change spec");
 
     // Server-side schema validation, with the server's own message.
     let too_big: DynamicObject = serde_json::from_value(json!({
@@ -150,13 +118,8 @@ async fn control_plane_is_a_real_api_server() {
         "metadata": {"name": "w2"}, "spec": {"size": 50}
     }))
     .unwrap();
-    let err = widgets
-        .create(&PostParams::default(), &too_big)
-        .await
-        .expect_err("schema violation");
-    let kube::Error::Api(status) = err else {
-        panic!("expected an API error, got {err:?}")
-    };
+    let err = widgets.create(&PostParams::default(), &too_big).await.expect_err("schema violation");
+    let kube::Error::Api(status) = err else { panic!("expected an API error, got {err:?}") };
     assert_eq!(status.code, 422, "{status:?}");
     assert!(
         status.message.contains("spec.size") && status.message.contains("less than or equal to 10"),
@@ -167,37 +130,19 @@ async fn control_plane_is_a_real_api_server() {
     // RBAC: a service account without a binding is denied; with one it is allowed,
     // which proves the token itself authenticated and the denial was authorization.
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
-    let sa: ServiceAccount =
-        serde_json::from_value(json!({"metadata": {"name": "nobody"}})).unwrap();
-    sas.create(&PostParams::default(), &sa)
-        .await
-        .expect("create service account");
-    let token = cp
-        .kubectl_ok(&["create", "token", "nobody", "-n", &ns])
-        .trim()
-        .to_string();
+    let sa: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": "nobody"}})).unwrap();
+    sas.create(&PostParams::default(), &sa).await.expect("create service account");
+    let token = cp.kubectl_ok(&["create", "token", "nobody", "-n", &ns]).trim().to_string();
     let as_sa = client_with_token(cp, &token).await;
     let sa_widgets: Api<DynamicObject> = Api::namespaced_with(as_sa, &ns, &widget_resource());
     match sa_widgets.list(&Default::default()).await {
         Err(kube::Error::Api(status)) => {
             assert_eq!(status.code, 403, "{status:?}");
-            assert!(
-                status.message.contains("system:serviceaccount:"),
-                "{}",
-                status.message
-            );
+            assert!(status.message.contains("system:serviceaccount:"), "{}", status.message);
         }
         other => panic!("expected 403 Forbidden, got {other:?}"),
     }
-    cp.kubectl_ok(&[
-        "create",
-        "role",
-        "widget-reader",
-        "-n",
-        &ns,
-        "--verb=list",
-        "--resource=widgets.e2e.pwreset.dev",
-    ]);
+    cp.kubectl_ok(&["create", "role", "widget-reader", "-n", &ns, "--verb=list", "--resource=widgets.e2e.pwreset.dev"]);
     cp.kubectl_ok(&[
         "create",
         "rolebinding",
@@ -207,17 +152,9 @@ async fn control_plane_is_a_real_api_server() {
         "--role=widget-reader",
         &format!("--serviceaccount={ns}:nobody"),
     ]);
-    eventually(
-        "service account allowed after binding",
-        Duration::from_secs(30),
-        || async {
-            sa_widgets
-                .list(&Default::default())
-                .await
-                .map(|l| l.items.len())
-                .map_err(|e| e.to_string())
-        },
-    )
+    eventually("service account allowed after binding", Duration::from_secs(30), || async {
+        sa_widgets.list(&Default::default()).await.map(|l| l.items.len()).map_err(|e| e.to_string())
+    })
     .await;
 }
 
@@ -227,29 +164,23 @@ async fn two_control_planes_run_side_by_side_and_stop_cleanly() {
     let b = ControlPlane::start();
     let (ca, cb) = (a.client().await, b.client().await);
     create_namespace(&ca, "only-in-a").await;
-    let in_b = Api::<Namespace>::all(cb)
-        .get_opt("only-in-a")
-        .await
-        .expect("get");
-    assert!(
-        in_b.is_none(),
-        "the two control planes must not share storage"
-    );
+    let in_b = Api::<Namespace>::all(cb).get_opt("only-in-a").await.expect("get");
+    assert!(in_b.is_none(), "the two control planes must not share storage");
 
     let dir = a.data_dir().to_path_buf();
     let started = std::time::Instant::now();
     a.stop();
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "stop took {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(10), "stop took {:?}", started.elapsed());
     assert!(!dir.exists(), "data dir {} left behind", dir.display());
     let leftovers = processes_mentioning(&dir.to_string_lossy());
-    assert!(
-        leftovers.is_empty(),
-        "processes still running after stop: {leftovers:?}"
-    );
+    assert!(leftovers.is_empty(), "processes still running after stop: {leftovers:?}");
+
+    // A restart keeps the data and the address: the same client works again.
+    create_namespace(&b.client().await, "survives-restart").await;
+    b.restart();
+    let client = b.client().await;
+    let kept = Api::<Namespace>::all(client).get_opt("survives-restart").await.expect("get after restart");
+    assert!(kept.is_some(), "etcd data lost across a restart");
     drop(b);
 }
 
@@ -271,9 +202,6 @@ async fn client_with_token(cp: &ControlPlane, token: &str) -> kube::Client {
     )
     .await
     .unwrap();
-    config.auth_info = kube::config::AuthInfo {
-        token: Some(token.to_string().into()),
-        ..Default::default()
-    };
+    config.auth_info = kube::config::AuthInfo { token: Some(token.to_string().into()), ..Default::default() };
     kube::Client::try_from(config).unwrap()
 }

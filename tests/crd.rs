@@ -71,12 +71,24 @@ fn invalid_resources_are_rejected_with_readable_messages() {
         ("hash in userId", "  userId: 'a#b'\n  operationId: op\n".into(), "userId must not contain"),
         ("percent in userId", "  userId: a%2Fb\n  operationId: op\n".into(), "userId must not contain"),
         ("space in userId", "  userId: 'a b'\n  operationId: op\n".into(), "userId must not contain"),
-        ("control character in userId", "  userId: \"a\\u0007b\"\n  operationId: op\n".into(), "userId must not contain"),
+        (
+            "control character in userId",
+            "  userId: \"a\\u0007b\"\n  operationId: op\n".into(),
+            "userId must not contain",
+        ),
         ("slash in operationId", "  userId: alice\n  operationId: x/../y\n".into(), "operationId must not contain"),
-        ("newline in operationId", "  userId: alice\n  operationId: \"a\\nb\"\n".into(), "operationId must not contain"),
+        (
+            "newline in operationId",
+            "  userId: alice\n  operationId: \"a\\nb\"\n".into(),
+            "operationId must not contain",
+        ),
         ("empty userId", "  userId: ''\n  operationId: op\n".into(), "spec.userId"),
         ("over-long userId", format!("  userId: {long}\n  operationId: op\n"), "Too long: may not be more than 256"),
-        ("over-long operationId", format!("  userId: alice\n  operationId: {long}\n"), "Too long: may not be more than 128"),
+        (
+            "over-long operationId",
+            format!("  userId: alice\n  operationId: {long}\n"),
+            "Too long: may not be more than 128",
+        ),
         (
             "plain http location",
             "  location: http://graph.microsoft.com/v1.0/users/u/authentication/operations/o\n".into(),
@@ -87,11 +99,7 @@ fn invalid_resources_are_rejected_with_readable_messages() {
             "  location: https://graph.microsoft.com/v1.0/me/messages\n".into(),
             "location must be a Graph operation URL",
         ),
-        (
-            "location with a fragment",
-            format!("  location: '{graph}#frag'\n"),
-            "location must be a Graph operation URL",
-        ),
+        ("location with a fragment", format!("  location: '{graph}#frag'\n"), "location must be a Graph operation URL"),
         ("location with whitespace", format!("  location: '{graph}?a=b c'\n"), "whitespace"),
         ("over-long location", format!("  location: {graph}?q={}\n", "x".repeat(2100)), "Too long"),
         ("poll interval without unit", format!("{id}  pollInterval: '10'\n"), "pollInterval must be a duration"),
@@ -117,9 +125,7 @@ fn invalid_resources_are_rejected_with_readable_messages() {
     for (i, (what, spec, expected)) in cases.iter().enumerate() {
         match apply(cp, &ns, &resource(&format!("bad-{i}"), spec)) {
             Ok(out) => failures.push(format!("{what}: accepted ({out})")),
-            Err(err) if !err.contains(expected) => {
-                failures.push(format!("{what}: message lacks {expected:?}: {err}"))
-            }
+            Err(err) if !err.contains(expected) => failures.push(format!("{what}: message lacks {expected:?}: {err}")),
             Err(_) => {}
         }
     }

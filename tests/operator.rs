@@ -66,8 +66,7 @@ async fn mirrors_every_field_of_a_successful_operation() {
 
     // Every Graph state change is an event.
     let events = h.events("alice").await;
-    let changes: Vec<&str> =
-        events.iter().filter(|e| e.1 == "StatusChanged").map(|e| e.2.as_str()).collect();
+    let changes: Vec<&str> = events.iter().filter(|e| e.1 == "StatusChanged").map(|e| e.2.as_str()).collect();
     assert!(changes.iter().any(|n| n.contains("succeeded")), "{events:?}");
     assert!(changes.iter().any(|n| n.contains("notStarted") || n.contains("running")), "{events:?}");
 
@@ -105,9 +104,7 @@ async fn a_failed_operation_is_stalled_and_finished() {
 #[tokio::test]
 async fn unknown_statuses_are_shown_and_never_taken_as_an_end() {
     let h = Harness::start(&[]).await;
-    h.emulator
-        .add_operation(json!({"userId": "carol", "id": "op-new", "status": "unknownFutureValue"}))
-        .await;
+    h.emulator.add_operation(json!({"userId": "carol", "id": "op-new", "status": "unknownFutureValue"})).await;
     h.create("carol", by_id("carol", "op-new")).await;
     let obj = h
         .wait_for("carol", "UnknownStatus", Duration::from_secs(30), |o| {
@@ -194,8 +191,7 @@ async fn not_found_is_retried_for_the_grace_period_then_stalled() {
 async fn a_missing_secret_is_a_condition_until_it_is_created() {
     let h = Harness::start(&[]).await;
     h.emulator.add_operation(json!({"userId": "gina", "id": "op-s", "status": "succeeded"})).await;
-    h.create("gina", json!({"userId": "gina", "operationId": "op-s", "credentialsSecretRef": {"name": "later"}}))
-        .await;
+    h.create("gina", json!({"userId": "gina", "operationId": "op-s", "credentialsSecretRef": {"name": "later"}})).await;
     let blocked = h
         .wait_for("gina", "CredentialsSecretNotFound", Duration::from_secs(20), |o| {
             condition(o, "Stalled").is_some_and(|c| c.1 == "CredentialsSecretNotFound")
@@ -286,12 +282,11 @@ async fn kubectl_wait_works_for_finished_and_ready() {
         .await;
     h.create("kim", by_id("kim", "op-kw")).await;
     for condition in ["Finished", "Ready"] {
-        let out = h
-            .cp
-            .kubectl()
-            .args(["wait", "-n", &h.ns, "--for", &format!("condition={condition}"), "pwreset/kim", "--timeout=60s"])
-            .output()
-            .unwrap();
+        let out =
+            h.cp.kubectl()
+                .args(["wait", "-n", &h.ns, "--for", &format!("condition={condition}"), "pwreset/kim", "--timeout=60s"])
+                .output()
+                .unwrap();
         assert!(out.status.success(), "kubectl wait {condition}: {}", String::from_utf8_lossy(&out.stderr));
     }
     let status = h.cp.kubectl_ok(&["get", "-n", &h.ns, "pwreset/kim", "-o", "jsonpath={.status.status}"]);
@@ -301,10 +296,7 @@ async fn kubectl_wait_works_for_finished_and_ready() {
 #[tokio::test]
 async fn a_location_is_polled_as_given_and_a_foreign_host_gets_nothing() {
     let h = Harness::start(&[]).await;
-    let created = h
-        .emulator
-        .add_operation(json!({"userId": "lee", "id": "op-loc", "status": "succeeded"}))
-        .await;
+    let created = h.emulator.add_operation(json!({"userId": "lee", "id": "op-loc", "status": "succeeded"})).await;
     let location = created["location"].as_str().expect("emulator returns the Location URL").to_string();
     assert!(location.contains("aadgdc="), "{location}");
     h.create("by-location", json!({"location": location, "credentialsSecretRef": {"name": SECRET}})).await;
@@ -319,8 +311,7 @@ async fn a_location_is_polled_as_given_and_a_foreign_host_gets_nothing() {
     h.create("foreign", json!({"location": foreign_location, "credentialsSecretRef": {"name": SECRET}})).await;
     let refused = h.wait_condition("foreign", "Finished", "True").await;
     assert_eq!(condition(&refused, "Stalled").unwrap().1, "LocationHostNotAllowed");
-    let foreign_requests: Vec<_> =
-        foreign.requests().await.into_iter().filter(|r| r["kind"] != "admin").collect();
+    let foreign_requests: Vec<_> = foreign.requests().await.into_iter().filter(|r| r["kind"] != "admin").collect();
     assert!(foreign_requests.is_empty(), "the foreign host was contacted: {foreign_requests:?}");
     let events = events(&h.client, &h.ns, "foreign").await;
     assert!(events.iter().any(|e| e.1 == "LocationHostNotAllowed"), "{events:?}");

@@ -37,9 +37,7 @@ impl Emulator {
                 }
             }
         });
-        let url = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("graph-emulator did not print `listening on`");
+        let url = rx.recv_timeout(Duration::from_secs(20)).expect("graph-emulator did not print `listening on`");
         Emulator { child, url }
     }
 
@@ -58,10 +56,7 @@ impl Emulator {
         let resp = req.send().await.expect("emulator admin request");
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
-        assert!(
-            status.is_success(),
-            "emulator {method} {path} -> {status}: {text}"
-        );
+        assert!(status.is_success(), "emulator {method} {path} -> {status}: {text}");
         serde_json::from_str(&text).unwrap_or(Value::Null)
     }
 
@@ -86,12 +81,7 @@ impl Emulator {
 
     /// Sets an operation's state right now.
     pub async fn set_status(&self, user: &str, op: &str, status: &str) {
-        self.admin(
-            "PATCH",
-            &format!("/operations/{user}/{op}"),
-            serde_json::json!({ "status": status }),
-        )
-        .await;
+        self.admin("PATCH", &format!("/operations/{user}/{op}"), serde_json::json!({ "status": status })).await;
     }
 
     /// The request log entries (see docs/emulator.md).
@@ -109,11 +99,7 @@ impl Emulator {
 
     /// Logged operation GETs for one operation id.
     pub async fn gets_for(&self, operation_id: &str) -> Vec<Value> {
-        self.requests()
-            .await
-            .into_iter()
-            .filter(|e| e["method"] == "GET" && e["operationId"] == operation_id)
-            .collect()
+        self.requests().await.into_iter().filter(|e| e["method"] == "GET" && e["operationId"] == operation_id).collect()
     }
 }
 

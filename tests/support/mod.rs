@@ -26,11 +26,7 @@ pub fn repo_root() -> &'static Path {
 /// with the command that builds it: tests never skip.
 pub fn tool(name: &str) -> PathBuf {
     let path = repo_root().join("target/tools/bin").join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run `make tools` (or `make test`, which builds it) first",
-        path.display()
-    );
+    assert!(path.exists(), "{} is missing: run `make tools` (or `make test`, which builds it) first", path.display());
     path
 }
 
@@ -43,9 +39,5 @@ pub fn init_crypto() {
 pub fn unique_name(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }

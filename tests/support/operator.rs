@@ -22,9 +22,7 @@ impl Operator {
     pub fn start_with_env(cp: &ControlPlane, args: &[&str], env: &[(&str, &str)]) -> Operator {
         let metrics_port = free_port();
         let metrics_addr = format!("127.0.0.1:{metrics_port}");
-        let log = cp
-            .data_dir()
-            .join(format!("{}.log", super::unique_name("operator")));
+        let log = cp.data_dir().join(format!("{}.log", super::unique_name("operator")));
         let log_file = std::fs::File::create(&log).expect("create operator log");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_pwreset-operator"));
         cmd.arg("run")
@@ -42,11 +40,7 @@ impl Operator {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("start pwreset-operator");
-        Operator {
-            child: Some(child),
-            log,
-            metrics_addr,
-        }
+        Operator { child: Some(child), log, metrics_addr }
     }
 
     pub fn log_path(&self) -> &Path {
@@ -106,9 +100,7 @@ impl Drop for Operator {
 pub fn parse_metric(body: &str, name_and_labels: &str) -> Option<f64> {
     body.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
         let (key, value) = l.rsplit_once(' ')?;
-        (key == name_and_labels)
-            .then(|| value.parse().ok())
-            .flatten()
+        (key == name_and_labels).then(|| value.parse().ok()).flatten()
     })
 }
 
@@ -130,8 +122,5 @@ pub fn terminate(child: &mut Child, timeout: Duration) -> Option<std::process::E
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
