@@ -3,6 +3,10 @@
 //! Doc comments on these fields are what `kubectl explain` shows: they are written for
 //! the people who operate the cluster, not for Rust readers.
 
+// kube's `printcolumn(...)` repeats keys such as `type_` by design; clippy reads them as
+// duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
@@ -31,22 +35,9 @@ const PATH_SEGMENT_RULE: &str = "!self.matches('[/?#%\\\\s\\\\x00-\\\\x1f\\\\x7f
     doc = "PasswordResetOperation tracks one Microsoft Entra ID password-reset operation and mirrors its state into status.",
     printcolumn(name = "User", type_ = "string", json_path = ".spec.userId"),
     printcolumn(name = "Status", type_ = "string", json_path = ".status.status"),
-    printcolumn(
-        name = "Last Action",
-        type_ = "string",
-        json_path = ".status.lastActionDateTime"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    ),
-    printcolumn(
-        name = "Operation",
-        type_ = "string",
-        json_path = ".spec.operationId",
-        priority = 1
-    ),
+    printcolumn(name = "Last Action", type_ = "string", json_path = ".status.lastActionDateTime"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(name = "Operation", type_ = "string", json_path = ".spec.operationId", priority = 1),
     printcolumn(
         name = "Message",
         type_ = "string",
@@ -124,10 +115,7 @@ pub struct PasswordResetOperationSpec {
 pub struct SecretReference {
     /// Name of the Secret. Keys: `token` (a bearer token), or `tenantId` and `clientId` with
     /// `refreshToken`, `clientSecret` or `federatedTokenFile`; see the operator's README.
-    #[schemars(
-        length(min = 1, max = 253),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-    )]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
     pub name: String,
 }
 
@@ -195,10 +183,7 @@ fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Sch
     let mut schema = generator.subschema_for::<Vec<Condition>>();
     let object = schema.ensure_object();
     object.insert("x-kubernetes-list-type".into(), "map".into());
-    object.insert(
-        "x-kubernetes-list-map-keys".into(),
-        serde_json::json!(["type"]),
-    );
+    object.insert("x-kubernetes-list-map-keys".into(), serde_json::json!(["type"]));
     schema
 }
 
@@ -210,9 +195,6 @@ pub fn crd_yaml() -> String {
 impl PasswordResetOperation {
     /// The Secret that holds this resource's credentials, if it names one.
     pub fn secret_name(&self) -> Option<&str> {
-        self.spec
-            .credentials_secret_ref
-            .as_ref()
-            .map(|r| r.name.as_str())
+        self.spec.credentials_secret_ref.as_ref().map(|r| r.name.as_str())
     }
 }

@@ -32,22 +32,13 @@ pub enum Phase {
 
 impl Phase {
     pub fn progressing(reason: &str, message: impl Into<String>) -> Self {
-        Phase::Progressing {
-            reason: reason.into(),
-            message: message.into(),
-        }
+        Phase::Progressing { reason: reason.into(), message: message.into() }
     }
     pub fn blocked(reason: &str, message: impl Into<String>) -> Self {
-        Phase::Blocked {
-            reason: reason.into(),
-            message: message.into(),
-        }
+        Phase::Blocked { reason: reason.into(), message: message.into() }
     }
     pub fn failed(reason: &str, message: impl Into<String>) -> Self {
-        Phase::Failed {
-            reason: reason.into(),
-            message: message.into(),
-        }
+        Phase::Failed { reason: reason.into(), message: message.into() }
     }
 
     pub fn is_terminal(&self) -> bool {
@@ -56,9 +47,7 @@ impl Phase {
 
     pub fn reason(&self) -> &str {
         match self {
-            Phase::Progressing { reason, .. }
-            | Phase::Blocked { reason, .. }
-            | Phase::Failed { reason, .. } => reason,
+            Phase::Progressing { reason, .. } | Phase::Blocked { reason, .. } | Phase::Failed { reason, .. } => reason,
             Phase::Succeeded { .. } => "Succeeded",
         }
     }
@@ -75,12 +64,7 @@ impl Phase {
 
 /// The full condition list for `phase`. `lastTransitionTime` is carried over from
 /// `previous` for every condition whose status did not change.
-pub fn conditions_for(
-    phase: &Phase,
-    generation: Option<i64>,
-    now: &Time,
-    previous: &[Condition],
-) -> Vec<Condition> {
+pub fn conditions_for(phase: &Phase, generation: Option<i64>, now: &Time, previous: &[Condition]) -> Vec<Condition> {
     let (reason, message) = (phase.reason(), phase.message());
     let mut wanted: Vec<(&str, &str, &str)> = Vec::with_capacity(3);
     match phase {
@@ -126,17 +110,12 @@ pub fn conditions_for(
 
 /// Whether `conditions` say tracking is over (Finished=True).
 pub fn is_finished(conditions: &[Condition]) -> bool {
-    conditions
-        .iter()
-        .any(|c| c.type_ == FINISHED && c.status == "True")
+    conditions.iter().any(|c| c.type_ == FINISHED && c.status == "True")
 }
 
 /// The reason of the condition `type_`, if present.
 pub fn reason_of<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a str> {
-    conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| c.reason.as_str())
+    conditions.iter().find(|c| c.type_ == type_).map(|c| c.reason.as_str())
 }
 
 #[cfg(test)]
@@ -153,25 +132,13 @@ mod tests {
 
     #[test]
     fn each_phase_sets_the_conditions_kstatus_and_kubectl_wait_read() {
-        let p = conditions_for(
-            &Phase::progressing("Running", "running"),
-            Some(1),
-            &t(1),
-            &[],
-        );
+        let p = conditions_for(&Phase::progressing("Running", "running"), Some(1), &t(1), &[]);
         assert_eq!(get(&p, READY).unwrap().status, "False");
         assert_eq!(get(&p, RECONCILING).unwrap().status, "True");
         assert_eq!(get(&p, FINISHED).unwrap().status, "False");
         assert!(get(&p, STALLED).is_none());
 
-        let s = conditions_for(
-            &Phase::Succeeded {
-                message: "ok".into(),
-            },
-            Some(1),
-            &t(2),
-            &p,
-        );
+        let s = conditions_for(&Phase::Succeeded { message: "ok".into() }, Some(1), &t(2), &p);
         assert_eq!(get(&s, READY).unwrap().status, "True");
         assert_eq!(get(&s, FINISHED).unwrap().status, "True");
         assert!(get(&s, RECONCILING).is_none() && get(&s, STALLED).is_none());
@@ -181,12 +148,7 @@ mod tests {
         assert_eq!(get(&f, FINISHED).unwrap().status, "True");
         assert_eq!(get(&f, READY).unwrap().status, "False");
 
-        let b = conditions_for(
-            &Phase::blocked("CredentialsSecretNotFound", "x"),
-            Some(1),
-            &t(2),
-            &p,
-        );
+        let b = conditions_for(&Phase::blocked("CredentialsSecretNotFound", "x"), Some(1), &t(2), &p);
         assert_eq!(get(&b, STALLED).unwrap().status, "True");
         assert_eq!(get(&b, FINISHED).unwrap().status, "False");
         assert!(get(&b, RECONCILING).is_none());
@@ -200,14 +162,7 @@ mod tests {
         assert_eq!(get(&second, READY).unwrap().last_transition_time, t(1));
         assert_eq!(get(&second, READY).unwrap().reason, "Running");
         assert_eq!(get(&second, READY).unwrap().observed_generation, Some(2));
-        let done = conditions_for(
-            &Phase::Succeeded {
-                message: "c".into(),
-            },
-            Some(2),
-            &t(9),
-            &second,
-        );
+        let done = conditions_for(&Phase::Succeeded { message: "c".into() }, Some(2), &t(9), &second);
         assert_eq!(get(&done, READY).unwrap().last_transition_time, t(9));
     }
 
@@ -215,15 +170,9 @@ mod tests {
     fn reasons_are_valid_condition_reasons() {
         let re = |r: &str| {
             r.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-                && r.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || ",:_".contains(c))
+                && r.chars().all(|c| c.is_ascii_alphanumeric() || ",:_".contains(c))
         };
-        for phase in [
-            Phase::Succeeded {
-                message: String::new(),
-            },
-            Phase::progressing("WaitingForGraph", ""),
-        ] {
+        for phase in [Phase::Succeeded { message: String::new() }, Phase::progressing("WaitingForGraph", "")] {
             assert!(re(phase.reason()));
         }
     }

@@ -34,6 +34,8 @@ use crate::metrics::Metrics;
 /// Backoff after errors: first retry at 5 s (Graph asks for at least that), doubling, capped.
 const BACKOFF_FIRST: Duration = Duration::from_secs(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// Longest wait between reads of missing or broken credentials.
+const CREDENTIALS_RETRY_MAX: Duration = Duration::from_secs(30);
 /// Requeue after an apiserver write conflict: our cache is behind; it catches up quickly.
 const CONFLICT_REQUEUE: Duration = Duration::from_secs(1);
 /// kubectl keeps a full copy of the object in this annotation; the cache does not need it.
@@ -131,8 +133,14 @@ pub async fn run(
     ctx.metrics.count_states_with(Box::new(move || count_states(&states)));
     let ready_reader = reader.clone();
     tokio::spawn(async move {
-        if ready_reader.wait_until_ready().await.is_ok() {
-            on_ready();
+        // kube's readiness future wakes only its most recent waiter (the controller's), so
+        // poll it again now and then instead of waiting on it once.
+        loop {
+            match tokio::time::timeout(Duration::from_millis(100), ready_reader.wait_until_ready()).await {
+                Ok(Ok(())) => return on_ready(),
+                Ok(Err(_)) => return,
+                Err(_elapsed) => {}
+            }
         }
     });
 
@@ -313,7 +321,9 @@ async fn observe(obj: &Pro, status: &PasswordResetOperationStatus, now: Timestam
             } else {
                 Phase::progressing(e.reason(), e.to_string())
             };
-            return Observation::phase(phase, Some(ctx.backoff(obj)));
+            // No Graph call is made while credentials are missing: retry often enough that
+            // a fixed Secret is picked up quickly.
+            return Observation::phase(phase, Some(ctx.backoff(obj).min(CREDENTIALS_RETRY_MAX)));
         }
     };
 
@@ -563,7 +573,9 @@ async fn publish_events(
             type_: EventType::Normal,
             reason: "StatusChanged".into(),
             note: Some(note),
-            action: "Poll".into(),
+            // The recorder folds events with the same reason and action into one series:
+            // one action per state keeps each state change visible.
+            action: format!("Observed{}", camel_word(after.status.as_deref().unwrap_or(""))),
             secondary: None,
         });
     }
@@ -591,6 +603,15 @@ async fn publish_events(
             debug!(error = %e, "publishing an event failed");
         }
     }
+}
+
+/// `notStarted` → `NotStarted`; anything else reduced to ASCII letters and digits.
+fn camel_word(s: &str) -> String {
+    let mut out: String = s.chars().filter(char::is_ascii_alphanumeric).take(64).collect();
+    if let Some(first) = out.get_mut(0..1) {
+        first.make_ascii_uppercase();
+    }
+    out
 }
 
 fn truncate_note(s: &str) -> String {

@@ -6,28 +6,20 @@ use std::time::Duration;
 
 /// Parses a Go-style duration: one or more `<number><unit>` with units ms, s, m, h.
 pub fn parse(text: &str) -> Result<Duration, String> {
-    let invalid = || {
-        format!(
-            "invalid duration {text:?}: use a number with a unit, such as 500ms, 15s, 1m30s or 1h"
-        )
-    };
+    let invalid = || format!("invalid duration {text:?}: use a number with a unit, such as 500ms, 15s, 1m30s or 1h");
     let mut rest = text.trim();
     if rest.is_empty() {
         return Err(invalid());
     }
     let mut total = 0f64;
     while !rest.is_empty() {
-        let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(invalid)?;
+        let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(invalid)?;
         if number_len == 0 {
             return Err(invalid());
         }
         let number: f64 = rest[..number_len].parse().map_err(|_| invalid())?;
         rest = &rest[number_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
         let seconds_per_unit = match &rest[..unit_len] {
             "ms" => 0.001,
             "s" => 1.0,
@@ -49,18 +41,10 @@ pub fn human(d: Duration) -> String {
     let secs = d.as_secs();
     if secs >= 3600 {
         let (h, m) = (secs / 3600, (secs % 3600) / 60);
-        if m == 0 {
-            format!("{h}h")
-        } else {
-            format!("{h}h{m}m")
-        }
+        if m == 0 { format!("{h}h") } else { format!("{h}h{m}m") }
     } else if secs >= 60 {
         let (m, s) = (secs / 60, secs % 60);
-        if s == 0 {
-            format!("{m}m")
-        } else {
-            format!("{m}m{s}s")
-        }
+        if s == 0 { format!("{m}m") } else { format!("{m}m{s}s") }
     } else if d.subsec_millis() == 0 {
         format!("{secs}s")
     } else {

@@ -62,11 +62,7 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("pwreset");
         let reconciles = Family::<ResultLabels, Counter>::default();
-        registry.register(
-            "reconciles",
-            "Reconciles run, by result (ok, error)",
-            reconciles.clone(),
-        );
+        registry.register("reconciles", "Reconciles run, by result (ok, error)", reconciles.clone());
         let reconcile_errors = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "reconcile_errors",
@@ -87,11 +83,7 @@ impl Default for Metrics {
             graph_latency.clone(),
         );
         let status_writes = Counter::default();
-        registry.register(
-            "status_writes",
-            "Status updates written to the Kubernetes API",
-            status_writes.clone(),
-        );
+        registry.register("status_writes", "Status updates written to the Kubernetes API", status_writes.clone());
         let throttled = Family::<TenantLabels, Counter>::default();
         registry.register(
             "graph_throttled",
@@ -130,39 +122,18 @@ impl Default for Metrics {
 impl Metrics {
     pub fn reconciled(&self, ok: bool) {
         let result = if ok { "ok" } else { "error" };
-        self.reconciles
-            .get_or_create(&ResultLabels {
-                result: result.into(),
-            })
-            .inc();
+        self.reconciles.get_or_create(&ResultLabels { result: result.into() }).inc();
     }
 
     pub fn reconcile_error(&self, reason: &str) {
-        self.reconcile_errors
-            .get_or_create(&ReasonLabels {
-                reason: reason.into(),
-            })
-            .inc();
+        self.reconcile_errors.get_or_create(&ReasonLabels { reason: reason.into() }).inc();
     }
 
     pub fn graph_request(&self, tenant: &str, code: &str, latency: Duration) {
-        self.graph_requests
-            .get_or_create(&GraphLabels {
-                tenant: tenant.into(),
-                code: code.into(),
-            })
-            .inc();
-        self.graph_latency
-            .get_or_create(&TenantLabels {
-                tenant: tenant.into(),
-            })
-            .observe(latency.as_secs_f64());
+        self.graph_requests.get_or_create(&GraphLabels { tenant: tenant.into(), code: code.into() }).inc();
+        self.graph_latency.get_or_create(&TenantLabels { tenant: tenant.into() }).observe(latency.as_secs_f64());
         if code == "429" {
-            self.throttled
-                .get_or_create(&TenantLabels {
-                    tenant: tenant.into(),
-                })
-                .inc();
+            self.throttled.get_or_create(&TenantLabels { tenant: tenant.into() }).inc();
         }
     }
 
@@ -171,20 +142,11 @@ impl Metrics {
     }
 
     pub fn tenant_rate(&self, tenant: &str, per_second: f64) {
-        self.tenant_rate
-            .get_or_create(&TenantLabels {
-                tenant: tenant.into(),
-            })
-            .set(per_second);
+        self.tenant_rate.get_or_create(&TenantLabels { tenant: tenant.into() }).set(per_second);
     }
 
     pub fn token_request(&self, tenant: &str, outcome: &str) {
-        self.token_requests
-            .get_or_create(&GraphLabels {
-                tenant: tenant.into(),
-                code: outcome.into(),
-            })
-            .inc();
+        self.token_requests.get_or_create(&GraphLabels { tenant: tenant.into(), code: outcome.into() }).inc();
     }
 
     /// Sets where `pwreset_operations{state}` comes from (once, when the cache exists).
@@ -194,8 +156,7 @@ impl Metrics {
 
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .expect("writing to a String cannot fail");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
     }
 }
@@ -238,21 +199,9 @@ mod tests {
         m.graph_request("t1", "429", Duration::from_millis(20));
         m.count_states_with(Box::new(|| vec![("running".into(), 3)]));
         let text = m.encode();
-        assert!(
-            text.contains("pwreset_reconciles_total{result=\"ok\"} 1"),
-            "{text}"
-        );
-        assert!(
-            text.contains("pwreset_graph_requests_total{tenant=\"t1\",code=\"429\"} 1"),
-            "{text}"
-        );
-        assert!(
-            text.contains("pwreset_graph_throttled_total{tenant=\"t1\"} 1"),
-            "{text}"
-        );
-        assert!(
-            text.contains("pwreset_operations{state=\"running\"} 3"),
-            "{text}"
-        );
+        assert!(text.contains("pwreset_reconciles_total{result=\"ok\"} 1"), "{text}");
+        assert!(text.contains("pwreset_graph_requests_total{tenant=\"t1\",code=\"429\"} 1"), "{text}");
+        assert!(text.contains("pwreset_graph_throttled_total{tenant=\"t1\"} 1"), "{text}");
+        assert!(text.contains("pwreset_operations{state=\"running\"} 3"), "{text}");
     }
 }

@@ -19,10 +19,7 @@ pub struct Health {
 
 impl Health {
     pub fn new(metrics: Arc<Metrics>) -> Arc<Self> {
-        Arc::new(Health {
-            metrics,
-            ready: AtomicBool::new(false),
-        })
+        Arc::new(Health { metrics, ready: AtomicBool::new(false) })
     }
 
     pub fn set_ready(&self, ready: bool) {
@@ -44,9 +41,7 @@ pub async fn serve(
     health: Arc<Health>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(health))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, router(health)).with_graceful_shutdown(shutdown).await
 }
 
 async fn readyz(State(health): State<Arc<Health>>) -> impl IntoResponse {
@@ -58,11 +53,5 @@ async fn readyz(State(health): State<Arc<Health>>) -> impl IntoResponse {
 }
 
 async fn metrics(State(health): State<Arc<Health>>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        health.metrics.encode(),
-    )
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], health.metrics.encode())
 }

@@ -692,7 +692,8 @@ mod tests {
 
     #[test]
     fn bad_secrets_say_which_key_is_wrong_without_its_value() {
-        let cases: Vec<(Vec<(&str, &[u8])>, &str)> = vec![
+        type Pairs<'a> = Vec<(&'a str, &'a [u8])>;
+        let cases: Vec<(Pairs, &str)> = vec![
             (vec![], "none of the keys"),
             (vec![("token", b"")], "key token is empty"),
             (vec![("token", b"\xff\xfe")], "not valid UTF-8"),

@@ -107,7 +107,10 @@ pub struct HarnessParts {
 
 impl HarnessParts {
     pub fn start_operator(&self, extra_args: &[&str]) -> Operator {
-        let mut args = vec!["--namespace", &self.ns, "--graph-url", &self.emulator.url, "--poll-interval", "1s"];
+        let mut args = vec!["--namespace", &self.ns, "--graph-url", &self.emulator.url];
+        if !extra_args.contains(&"--poll-interval") {
+            args.extend(["--poll-interval", "1s"]);
+        }
         args.extend_from_slice(extra_args);
         Operator::start(self.cp, &args)
     }

@@ -6,6 +6,7 @@
 pub mod control_plane;
 pub mod emulator;
 pub mod harness;
+pub mod observe;
 pub mod operator;
 pub mod wait;
 

@@ -1,0 +1,11 @@
+//! `graph-emulator`: see `docs/emulator.md`.
+
+use clap::Parser as _;
+use pwreset_operator::emulator::{self, Args};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    emulator::init_logging(args.log_format);
+    emulator::run(args).await
+}

@@ -1,0 +1,34 @@
+//! Microsoft Graph emulator: a local stand-in for the parts of Graph and
+//! Entra ID that pwreset-operator talks to, faithful to
+//! `docs/graph-api.md`, with scripted progressions and injectable faults.
+//! User documentation: `docs/emulator.md`.
+//!
+//! Module map:
+//! - `server`: command line, logging, life cycle
+//! - `http`: router, correlation headers, request-log middleware, errors
+//! - `graph`: the Graph routes (operation GET, resetPassword)
+//! - `token`: the Entra token endpoint and its grants
+//! - `admin`: the `/_emulator` admin API
+//! - `state`: shared state and its locks
+//! - `config`: config file / admin API shapes
+//! - `operations`, `progression`, `timefmt`: scripted operations
+//! - `identity`: tenants, clients, access and refresh tokens
+//! - `throttle`, `faults`: per-tenant token buckets, random faults
+//! - `reqlog`: request log and counters
+
+mod admin;
+pub mod config;
+mod faults;
+mod graph;
+mod http;
+mod identity;
+mod operations;
+mod progression;
+mod reqlog;
+mod server;
+mod state;
+mod throttle;
+mod timefmt;
+mod token;
+
+pub use server::{Args, LogFormat, init_logging, run};

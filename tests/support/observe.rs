@@ -1,0 +1,268 @@
+//! What the reliability suites (chaos, HA, lifecycle, bad input) look at: the emulator's
+//! whole request log, every state a watch sees a resource in, and small checks over
+//! both (requests per time window, Retry-After gaps), plus a plain-text table printer.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::{WatchStreamExt, watcher};
+use pwreset_operator::api::PasswordResetOperation;
+use serde_json::Value;
+
+use super::{Emulator, condition};
+
+/// Wall-clock Unix milliseconds: the emulator's request log uses the same clock.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
+}
+
+/// The emulator's whole request log (admin calls are never in it), read page by page.
+pub async fn request_log(emulator: &Emulator) -> Vec<Value> {
+    let mut all = Vec::new();
+    let mut since = 0u64;
+    loop {
+        let page = emulator.admin("GET", &format!("/requests?since={since}&limit=50000"), Value::Null).await;
+        let entries = page["entries"].as_array().cloned().unwrap_or_default();
+        let more = page["more"].as_bool().unwrap_or(false);
+        if let Some(last) = entries.last().and_then(|e| e["seq"].as_u64()) {
+            since = last;
+        }
+        let empty = entries.is_empty();
+        all.extend(entries);
+        if !more || empty {
+            return all;
+        }
+    }
+}
+
+/// Operation GETs in `log`, optionally only those for one operation id.
+pub fn operation_gets<'a>(log: &'a [Value], operation_id: Option<&str>) -> Vec<&'a Value> {
+    log.iter()
+        .filter(|e| e["kind"] == "operationGet")
+        .filter(|e| operation_id.is_none_or(|id| e["operationId"] == id))
+        .collect()
+}
+
+/// The most entries of sorted `times` (ms) inside any window of `window_ms`, and where
+/// that window starts.
+pub fn busiest_window(times: &[i64], window_ms: i64) -> (usize, i64) {
+    let mut best = (0, 0);
+    let mut start = 0;
+    for (end, &t) in times.iter().enumerate() {
+        while times[start] <= t - window_ms {
+            start += 1;
+        }
+        if end + 1 - start > best.0 {
+            best = (end + 1 - start, times[start]);
+        }
+    }
+    best
+}
+
+/// `Retry-After` of a logged answer in milliseconds (whole or fractional seconds).
+pub fn retry_after_ms(entry: &Value) -> Option<i64> {
+    let text = entry["retryAfter"].as_str()?;
+    let seconds: f64 = text.trim().parse().ok()?;
+    Some((seconds * 1000.0).ceil() as i64)
+}
+
+/// One request that came sooner than the Retry-After of the answer before it.
+#[derive(Debug, Clone)]
+pub struct RetryAfterViolation {
+    pub operation_id: String,
+    /// Seq of the answer that carried Retry-After, and of the early request.
+    pub answered_seq: u64,
+    pub early_seq: u64,
+    /// When the answer left the emulator + Retry-After, and when the next request came.
+    pub allowed_at_ms: i64,
+    pub came_at_ms: i64,
+}
+
+/// Checks, per operation, that after an answer carrying `Retry-After` the next GET of the
+/// same operation did not arrive before (answer sent + Retry-After). Answers that took
+/// `unseen_after_ms` or longer are skipped: the client had given up on them (timeout)
+/// and never saw the header.
+pub fn retry_after_violations(log: &[Value], unseen_after_ms: i64) -> (usize, Vec<RetryAfterViolation>) {
+    let mut per_op: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+    for e in operation_gets(log, None) {
+        if let Some(id) = e["operationId"].as_str() {
+            per_op.entry(id.to_string()).or_default().push(e);
+        }
+    }
+    let mut checked = 0;
+    let mut violations = Vec::new();
+    for (id, mut gets) in per_op {
+        gets.sort_by_key(|e| e["seq"].as_u64());
+        for pair in gets.windows(2) {
+            let (answer, next) = (pair[0], pair[1]);
+            let Some(wait) = retry_after_ms(answer) else { continue };
+            let took = answer["durationMs"].as_i64().unwrap_or(0);
+            if took >= unseen_after_ms {
+                continue;
+            }
+            checked += 1;
+            let allowed_at = answer["timeMs"].as_i64().unwrap_or(0) + took + wait;
+            let came_at = next["timeMs"].as_i64().unwrap_or(0);
+            if came_at < allowed_at {
+                violations.push(RetryAfterViolation {
+                    operation_id: id.clone(),
+                    answered_seq: answer["seq"].as_u64().unwrap_or(0),
+                    early_seq: next["seq"].as_u64().unwrap_or(0),
+                    allowed_at_ms: allowed_at,
+                    came_at_ms: came_at,
+                });
+            }
+        }
+    }
+    (checked, violations)
+}
+
+/// The sum of every sample of a counter family in a Prometheus text body, e.g. all
+/// `pwreset_graph_requests_total{...}` lines (0 when the family has no sample).
+pub fn metric_sum(body: &str, family: &str) -> f64 {
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.strip_prefix(family).is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' ')))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum()
+}
+
+/// What a watch saw of one resource at one moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Seen {
+    pub at_ms: i64,
+    pub resource_version: String,
+    pub status: Option<String>,
+    /// (type, status, reason) of each condition.
+    pub conditions: Vec<(String, String, String)>,
+    pub deleted: bool,
+}
+
+impl Seen {
+    pub fn finished(&self) -> bool {
+        self.conditions.iter().any(|c| c.0 == "Finished" && c.1 == "True")
+    }
+
+    pub fn reason(&self, type_: &str) -> Option<&str> {
+        self.conditions.iter().find(|c| c.0 == type_).map(|c| c.2.as_str())
+    }
+}
+
+/// Records every version of every resource a watch on `api` delivers, from start until
+/// dropped, across watch restarts (an apiserver restart included).
+pub struct History {
+    seen: Arc<Mutex<BTreeMap<String, Vec<Seen>>>>,
+    restarts: Arc<Mutex<u32>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl History {
+    pub fn start(api: Api<PasswordResetOperation>) -> History {
+        let seen: Arc<Mutex<BTreeMap<String, Vec<Seen>>>> = Arc::default();
+        let restarts: Arc<Mutex<u32>> = Arc::default();
+        let (s, r) = (seen.clone(), restarts.clone());
+        let task = tokio::spawn(async move {
+            let mut stream = watcher(api, watcher::Config::default()).default_backoff().boxed();
+            while let Some(event) = stream.next().await {
+                let (obj, deleted) = match event {
+                    Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => (o, false),
+                    Ok(watcher::Event::Delete(o)) => (o, true),
+                    Ok(watcher::Event::Init) => {
+                        *r.lock().unwrap() += 1;
+                        continue;
+                    }
+                    Ok(watcher::Event::InitDone) | Err(_) => continue,
+                };
+                let status = obj.status.as_ref();
+                let entry = Seen {
+                    at_ms: now_ms(),
+                    resource_version: obj.resource_version().unwrap_or_default(),
+                    status: status.and_then(|s| s.status.clone()),
+                    conditions: status
+                        .map(|s| {
+                            s.conditions.iter().map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone())).collect()
+                        })
+                        .unwrap_or_default(),
+                    deleted,
+                };
+                let mut map = s.lock().unwrap();
+                let versions = map.entry(obj.name_any()).or_default();
+                // A relist repeats the version already seen: keep one copy.
+                if versions.last().is_none_or(|last| last.resource_version != entry.resource_version || deleted) {
+                    versions.push(entry);
+                }
+            }
+        });
+        History { seen, restarts, task }
+    }
+
+    /// Everything seen so far, by resource name, oldest first.
+    pub fn snapshot(&self) -> BTreeMap<String, Vec<Seen>> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn of(&self, name: &str) -> Vec<Seen> {
+        self.seen.lock().unwrap().get(name).cloned().unwrap_or_default()
+    }
+
+    /// How often the watch (re)started listing: 1 without interruptions.
+    pub fn list_count(&self) -> u32 {
+        *self.restarts.lock().unwrap()
+    }
+}
+
+impl Drop for History {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A plain-text table for test output: `--nocapture` shows it.
+#[derive(Default)]
+pub struct Table {
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn new(header: &[&str]) -> Table {
+        Table { rows: vec![header.iter().map(|s| s.to_string()).collect()] }
+    }
+
+    pub fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    pub fn render(&self) -> String {
+        let columns = self.rows.iter().map(Vec::len).max().unwrap_or(0);
+        let widths: Vec<usize> = (0..columns)
+            .map(|i| self.rows.iter().filter_map(|r| r.get(i)).map(|c| c.chars().count()).max().unwrap_or(0))
+            .collect();
+        let mut out = String::new();
+        for (n, row) in self.rows.iter().enumerate() {
+            let line: Vec<String> =
+                row.iter().enumerate().map(|(i, c)| format!("{c:<width$}", width = widths[i])).collect();
+            out.push_str(line.join("  ").trim_end());
+            out.push('\n');
+            if n == 0 {
+                let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+                out.push_str(&rule.join("  "));
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+/// `condition(obj, type_)` as (status, reason), for compact comparisons.
+pub fn status_reason(obj: &PasswordResetOperation, type_: &str) -> Option<(String, String)> {
+    condition(obj, type_).map(|c| (c.0, c.1))
+}
+
+/// Seconds with one decimal, for tables.
+pub fn secs(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
