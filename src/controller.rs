@@ -694,6 +694,99 @@ mod tests {
         }
     }
 
+    /// A context whose Kubernetes client is a tower-test mock: every API call the
+    /// reconcile makes shows up on the returned handle.
+    fn mock_context()
+    -> (Arc<Context>, tower_test::mock::Handle<http::Request<kube::client::Body>, http::Response<kube::client::Body>>)
+    {
+        crate::install_crypto_provider();
+        let (service, handle) =
+            tower_test::mock::pair::<http::Request<kube::client::Body>, http::Response<kube::client::Body>>();
+        let kube = kube::Client::new(service, "default");
+        let metrics = Arc::new(Metrics::default());
+        let graph = GraphClient::new(reqwest::Client::new(), "http://127.0.0.1:9".parse().unwrap(), metrics.clone());
+        let auth = crate::graph::auth::AuthSettings {
+            login_url: "http://127.0.0.1:9".parse().unwrap(),
+            scope_root: "https://graph.microsoft.com".into(),
+            federated_token_dir: "/nonexistent".into(),
+            workload_identity: None,
+        };
+        let credentials = Credentials::new(kube.clone(), reqwest::Client::new(), auth, metrics.clone());
+        let limiter = TenantLimiter::new(crate::graph::limiter::Limits { rate: 10.0, burst: 10.0 }, metrics.clone());
+        let settings = Settings {
+            default_credentials_secret: None,
+            poll_interval: Duration::from_secs(10),
+            not_found_grace: Duration::from_secs(60),
+            max_concurrent_reconciles: 1,
+            namespace: None,
+        };
+        (Arc::new(Context::new(kube, graph, credentials, limiter, metrics, settings)), handle)
+    }
+
+    fn finished(ttl: Option<i32>, finished_secs_ago: i64) -> Pro {
+        let done_at = Timestamp::now() - jiff::SignedDuration::from_secs(finished_secs_ago);
+        let mut obj = Pro::new(
+            "done",
+            crate::api::PasswordResetOperationSpec {
+                user_id: Some("u".into()),
+                operation_id: Some("o".into()),
+                location: None,
+                credentials_secret_ref: None,
+                poll_interval: None,
+                active_deadline_seconds: None,
+                ttl_seconds_after_finished: ttl,
+            },
+        );
+        obj.metadata.namespace = Some("ns".into());
+        obj.metadata.uid = Some("uid-1".into());
+        obj.status = Some(PasswordResetOperationStatus {
+            status: Some("succeeded".into()),
+            completion_time: Some(Time(done_at)),
+            conditions: conditions::conditions_for(
+                &Phase::Succeeded { message: String::new() },
+                Some(1),
+                &Time(done_at),
+                &[],
+            ),
+            ..Default::default()
+        });
+        obj
+    }
+
+    #[tokio::test]
+    async fn a_finished_resource_costs_no_api_call() {
+        let (ctx, mut handle) = mock_context();
+        let action = reconcile_inner(&finished(None, 5), &ctx).await.unwrap();
+        assert_eq!(action, Action::await_change());
+        let waiting = tokio::time::timeout(Duration::from_millis(50), handle.next_request()).await;
+        assert!(waiting.is_err(), "no request may be made for a finished resource");
+    }
+
+    #[tokio::test]
+    async fn ttl_deletes_with_a_uid_precondition_once_due_and_waits_until_then() {
+        let (ctx, mut handle) = mock_context();
+        let action = reconcile_inner(&finished(Some(60), 5), &ctx).await.unwrap();
+        assert_ne!(action, Action::await_change(), "requeued for when the TTL expires");
+
+        let reconcile = tokio::spawn({
+            let ctx = ctx.clone();
+            async move { reconcile_inner(&finished(Some(60), 61), &ctx).await.unwrap() }
+        });
+        let (request, send) = handle.next_request().await.expect("a delete request");
+        assert_eq!(request.method(), http::Method::DELETE);
+        assert_eq!(request.uri().path(), "/apis/pwreset.dev/v1alpha1/namespaces/ns/passwordresetoperations/done");
+        let body = request.into_body().collect_bytes().await.unwrap();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["preconditions"]["uid"], "uid-1", "{body}");
+        send.send_response(
+            http::Response::builder()
+                .status(200)
+                .body(kube::client::Body::from(serde_json::to_vec(&finished(Some(60), 61)).unwrap()))
+                .unwrap(),
+        );
+        assert_eq!(reconcile.await.unwrap(), Action::await_change());
+    }
+
     #[test]
     fn backoff_starts_at_five_seconds_and_is_capped() {
         assert!(with_jitter(BACKOFF_FIRST, 0.2) >= Duration::from_secs(5));

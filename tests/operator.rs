@@ -253,6 +253,10 @@ async fn an_unchanged_poll_writes_nothing() {
     assert_eq!(after.resource_version(), running.resource_version(), "an unchanged poll wrote status");
     let writes = h.operator.metric("pwreset_status_writes_total").await.unwrap();
     assert!(writes <= 3.0, "{writes} status writes for: initial conditions, notStarted/running");
+    // Its own writes do not trigger it: one reconcile per poll, no hot loop.
+    let gets = h.emulator.gets_for("op-slow").await.len() as f64;
+    let reconciles = h.operator.metric("pwreset_reconciles_total{result=\"ok\"}").await.unwrap();
+    assert!(reconciles <= gets + 1.0, "{reconciles} reconciles for {gets} Graph requests");
 }
 
 #[tokio::test]
