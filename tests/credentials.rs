@@ -147,7 +147,33 @@ async fn a_revoked_refresh_token_asks_for_a_person_without_a_retry_storm() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let tokens = token_requests(&h).await;
     assert_eq!(tokens.len(), 1, "{tokens:#?}");
-    assert_never_shown(&h, &["rt-revoked-91c2".into()]).await;
+
+    // A new sign-in requirement (e.g. an MFA policy) is the same story: interaction_required.
+    h.emulator
+        .admin(
+            "POST",
+            "/tenants",
+            json!({"id": TENANT_ID, "clients": [
+                {"clientId": "app-d", "refreshTokens": ["rt-revoked-91c2"], "subject": "admin-1"},
+                {"clientId": "app-mfa", "refreshTokens": ["rt-mfa-20aa"], "subject": "admin-1", "interactionRequired": true}
+            ]}),
+        )
+        .await;
+    create_secret(
+        &h.client,
+        &h.ns,
+        "mfa",
+        json!({"tenantId": TENANT_ID, "clientId": "app-mfa", "refreshToken": "rt-mfa-20aa"}),
+    )
+    .await;
+    h.create("mfa", spec("u1", "op-mfa", "mfa")).await;
+    let obj = h
+        .wait_for("mfa", "ReauthenticationRequired", Duration::from_secs(30), |o| {
+            condition(o, "Stalled").is_some_and(|c| c.1 == "ReauthenticationRequired")
+        })
+        .await;
+    assert!(condition(&obj, "Stalled").unwrap().2.contains("interaction_required"));
+    assert_never_shown(&h, &["rt-revoked-91c2".into(), "rt-mfa-20aa".into()]).await;
 }
 
 #[tokio::test]
