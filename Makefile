@@ -67,3 +67,27 @@ lint: ## rustfmt and clippy, warnings are errors
 .PHONY: test
 test: control-plane tools lint ## everything: lint, unit tests, e2e tests against a real control plane
 	$(CARGO) test --locked --all-targets
+
+.PHONY: chaos
+chaos: control-plane ## the full-size fault suite: 1,000 resources, Graph faults, operator kills, a control-plane restart
+	CHAOS_SIZE=$${CHAOS_SIZE:-1000} $(CARGO) test --release --locked --test chaos -- --nocapture
+
+BENCH_ARGS ?=
+
+.PHONY: bench
+bench: control-plane ## benchmark the release build, writes bench/report.md (BENCH_ARGS="--quick" for a short run)
+	$(CARGO) build --release --bins
+	$(CARGO) run --release --example bench -- $(BENCH_ARGS)
+
+.PHONY: demo
+demo: control-plane ## local control plane + Graph emulator + operator + three sample resources, live
+	$(CARGO) build --bins
+	KUBECTL=$(KUBECTL) scripts/demo.sh
+
+.PHONY: chart-lint
+chart-lint: $(HELM) ## helm lint the chart with its default and its ci/ values
+	$(HELM) lint --strict charts/pwreset-operator
+	@for f in charts/pwreset-operator/ci/*-values.yaml; do \
+		echo "$(HELM) lint --strict charts/pwreset-operator --values $$f"; \
+		$(HELM) lint --strict charts/pwreset-operator --values $$f || exit 1; \
+	done

@@ -1,0 +1,121 @@
+{{/* Chart name, truncated to a DNS label. */}}
+{{- define "pwreset-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: the release name, with the chart name unless the release name contains it.
+     Kept to 52 characters so that "-shard-NN" and "-leader-election" suffixes fit. */}}
+{{- define "pwreset-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 52 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 52 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 52 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "pwreset-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "pwreset-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "pwreset-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "pwreset-operator.labels" -}}
+helm.sh/chart: {{ include "pwreset-operator.chart" . }}
+{{ include "pwreset-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{- define "pwreset-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "pwreset-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "pwreset-operator.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{/* "true" when leader election is on: asked for, or forced by more than one replica. */}}
+{{- define "pwreset-operator.leaderElect" -}}
+{{- if or .Values.leaderElection.enabled (gt (int .Values.replicaCount) 1) }}true{{ else }}false{{ end }}
+{{- end }}
+
+{{/* Number of Deployments: one per shard, or one. */}}
+{{- define "pwreset-operator.shards" -}}
+{{- if .Values.sharding.enabled }}{{ int .Values.sharding.totalShards }}{{ else }}1{{ end }}
+{{- end }}
+
+{{- define "pwreset-operator.leaseName" -}}
+{{- default (include "pwreset-operator.fullname" .) .Values.leaderElection.leaseName }}
+{{- end }}
+
+{{/* Namespaces where Secrets may be read, as a JSON list; [] means every namespace. */}}
+{{- define "pwreset-operator.secretNamespaces" -}}
+{{- if .Values.rbac.namespaces }}
+{{- toJson (uniq .Values.rbac.namespaces) }}
+{{- else if .Values.watchNamespace }}
+{{- toJson (list .Values.watchNamespace) }}
+{{- else }}
+{{- toJson (list) }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret rule: get/update/patch only, optionally limited to named Secrets. */}}
+{{- define "pwreset-operator.secretRule" -}}
+- apiGroups: [""]
+  resources: [secrets]
+  {{- with .Values.rbac.secretNames }}
+  resourceNames: {{ toJson (uniq .) }}
+  {{- end }}
+  verbs: [get, update, patch]
+{{- end }}
+
+{{/* The rules on PasswordResetOperations and events. */}}
+{{- define "pwreset-operator.operatorRules" -}}
+- apiGroups: [pwreset.dev]
+  resources: [passwordresetoperations]
+  # delete: ttlSecondsAfterFinished.
+  verbs: [get, list, watch, delete]
+- apiGroups: [pwreset.dev]
+  resources: [passwordresetoperations/status]
+  verbs: [get, update, patch]
+- apiGroups: [events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create, patch]
+{{- end }}
+
+{{/* Checks the values cannot express in the schema; fails with a message naming them. */}}
+{{- define "pwreset-operator.validate" -}}
+{{- if and .Values.watchNamespace .Values.rbac.namespaces (not (has .Values.watchNamespace .Values.rbac.namespaces)) }}
+{{- fail (printf "rbac.namespaces %v must include watchNamespace %q: resources read Secrets of their own namespace" .Values.rbac.namespaces .Values.watchNamespace) }}
+{{- end }}
+{{- if and .Values.sharding.enabled (lt (int .Values.sharding.totalShards) 2) }}
+{{- fail "sharding.totalShards must be at least 2 when sharding.enabled is true" }}
+{{- end }}
+{{- if and (not .Values.serviceAccount.create) (not .Values.serviceAccount.name) .Values.rbac.create }}
+{{- fail "serviceAccount.name must be set when serviceAccount.create is false and rbac.create is true (the RBAC binds that account)" }}
+{{- end }}
+{{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.service.enabled) }}
+{{- fail "metrics.serviceMonitor.enabled needs metrics.service.enabled: the ServiceMonitor selects the metrics Service" }}
+{{- end }}
+{{- end }}

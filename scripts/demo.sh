@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+# `make demo`: a local Kubernetes control plane, the Graph emulator, the operator and three
+# PasswordResetOperations (one succeeds, one fails, one is throttled first), live.
+#
+# Needs what `make demo` builds first: target/control-plane/kube-control-plane (and the
+# kubectl link to it), target/debug/pwreset-operator and target/debug/graph-emulator.
+# Everything it starts is stopped when it exits, on Ctrl-C too; nothing is left behind.
+#
+# Environment: DEMO_KEEP_RUNNING=1 waits for Ctrl-C/Enter at the end (the default when
+# stdin is a terminal); DEMO_KEEP_RUNNING=0 stops at once. DEMO_TIMEOUT (default 180s)
+# bounds the wait for the resources to finish.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+CONTROL_PLANE=$ROOT/target/control-plane/kube-control-plane
+KUBECTL=${KUBECTL:-$ROOT/target/tools/bin/kubectl}
+OPERATOR=$ROOT/target/debug/pwreset-operator
+EMULATOR=$ROOT/target/debug/graph-emulator
+EMULATOR_CONFIG=$ROOT/examples/emulator.yaml
+NS=pwreset-demo
+TIMEOUT=${DEMO_TIMEOUT:-180s}
+if [[ -t 0 ]]; then KEEP_RUNNING=${DEMO_KEEP_RUNNING:-1}; else KEEP_RUNNING=${DEMO_KEEP_RUNNING:-0}; fi
+
+if [[ -t 1 ]]; then B=$'\e[1m' D=$'\e[2m' G=$'\e[32m' R=$'\e[31m' N=$'\e[0m'; else B='' D='' G='' R='' N=''; fi
+say() { printf '\n%s==> %s%s\n' "$B" "$*" "$N"; }
+die() { printf '%sdemo: %s%s\n' "$R" "$*" "$N" >&2; exit 1; }
+
+for f in "$CONTROL_PLANE" "$KUBECTL" "$OPERATOR" "$EMULATOR"; do
+  [[ -x $f ]] || die "$f is missing: run \`make demo\` (it builds everything first)"
+done
+[[ -f $EMULATOR_CONFIG ]] || die "$EMULATOR_CONFIG is missing"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/pwreset-demo.XXXXXX")
+export KUBECONFIG=$WORK/control-plane/admin.kubeconfig
+
+# Started processes, stopped in reverse order on exit.
+PIDS=()
+NAMES=()
+WATCH_PID=
+WAIT_PID=
+
+stop_pid() { # pid name: SIGTERM, then SIGKILL after 15 s
+  local pid=$1 name=$2 i
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 150; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    printf '%s did not stop; killing it\n' "$name" >&2
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local code=$?
+  trap - EXIT INT TERM
+  [[ -n $WAIT_PID ]] && stop_pid "$WAIT_PID" "kubectl wait"
+  [[ -n $WATCH_PID ]] && stop_pid "$WATCH_PID" "kubectl get -w"
+  if ((${#PIDS[@]})); then
+    say "Stopping everything"
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+      stop_pid "${PIDS[i]}" "${NAMES[i]}"
+    done
+  fi
+  if ((code != 0 && code != 130)) && [[ -d $WORK ]]; then
+    printf '%sLast operator log lines:%s\n' "$D" "$N" >&2
+    tail -n 20 "$WORK/operator.log" >&2 2>/dev/null || true
+  fi
+  rm -rf "$WORK"
+  exit "$code"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+start() { # name logfile command...: start in the background, remember the pid
+  local name=$1 log=$2
+  shift 2
+  "$@" >"$log" 2>&1 &
+  PIDS+=($!)
+  NAMES+=("$name")
+}
+
+wait_for_line() { # name logfile pattern timeout-seconds: wait for a line in a process's log
+  local name=$1 log=$2 pattern=$3 timeout=$4 pid=${PIDS[${#PIDS[@]} - 1]} i
+  for ((i = 0; i < timeout * 10; i++)); do
+    grep -qE "$pattern" "$log" 2>/dev/null && return 0
+    kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; die "$name exited"; }
+    sleep 0.1
+  done
+  cat "$log" >&2
+  die "$name did not print \"$pattern\" within ${timeout}s"
+}
+
+free_port() { # a TCP port nobody listens on, from 18080 up
+  local p
+  for ((p = 18080; p < 18200; p++)); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+  done
+  die "no free port in 18080-18199"
+}
+
+http_status() { # port path: the HTTP status code, with bash alone (no curl needed)
+  local reply
+  reply=$( (exec 3<>"/dev/tcp/127.0.0.1/$1" && printf 'GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n' "$2" >&3 && head -n 1 <&3) 2>/dev/null) || true
+  awk '{print $2}' <<<"$reply"
+}
+
+k() { "$KUBECTL" -n "$NS" "$@"; }
+
+# 1. Kubernetes: etcd + kube-apiserver + kube-controller-manager, on a free port. It also stops
+#    by itself if this script dies without cleaning up (--exit-with-parent).
+say "Starting a local Kubernetes control plane"
+start control-plane "$WORK/control-plane.out" "$CONTROL_PLANE" --data-dir "$WORK/control-plane" --exit-with-parent
+wait_for_line "the control plane" "$WORK/control-plane.out" '^ready$' 120
+"$KUBECTL" version 2>/dev/null | sed 's/^/    /'
+
+# 2. The Graph emulator with the demo's tenant, token and scripted operations.
+say "Starting the Graph emulator (examples/emulator.yaml)"
+start graph-emulator "$WORK/emulator.log" "$EMULATOR" --listen 127.0.0.1:0 --config "$EMULATOR_CONFIG"
+wait_for_line "the Graph emulator" "$WORK/emulator.log" '^listening on http' 30
+GRAPH_URL=$(sed -n 's/^listening on //p' "$WORK/emulator.log" | head -n 1)
+echo "    Graph: $GRAPH_URL"
+
+# 3. The CRD, a namespace and the credentials Secret (the emulator's static token).
+say "Installing the PasswordResetOperation CRD"
+"$KUBECTL" apply --server-side -f "$ROOT/crds/"
+"$KUBECTL" wait --for=condition=Established --timeout=60s crd/passwordresetoperations.pwreset.dev
+"$KUBECTL" create namespace "$NS"
+k apply -f "$ROOT/examples/secret-token.yaml"
+
+# 4. The operator, polling every 2 s.
+METRICS_PORT=$(free_port)
+say "Starting pwreset-operator (metrics on 127.0.0.1:$METRICS_PORT)"
+start pwreset-operator "$WORK/operator.log" "$OPERATOR" run \
+  --graph-url "$GRAPH_URL" --login-url "$GRAPH_URL" --poll-interval 2s \
+  --metrics-addr "127.0.0.1:$METRICS_PORT" --log-format text
+for ((i = 0; i < 600; i++)); do
+  [[ $(http_status "$METRICS_PORT" /readyz) == 200 ]] && break
+  kill -0 "${PIDS[${#PIDS[@]} - 1]}" 2>/dev/null || { cat "$WORK/operator.log" >&2; die "the operator exited"; }
+  sleep 0.1
+done
+[[ $(http_status "$METRICS_PORT" /readyz) == 200 ]] || die "the operator did not become ready within 60s"
+echo "    ready"
+
+# 5. Three resources: by id (succeeds), by id (fails), by Location URL (throttled twice first).
+say "Creating three PasswordResetOperations"
+k apply -f "$ROOT/examples/passwordresetoperation-by-id.yaml"
+k apply -f - <<'EOF'
+apiVersion: pwreset.dev/v1alpha1
+kind: PasswordResetOperation
+metadata:
+  name: reset-bob
+spec:
+  userId: bob@contoso.com
+  operationId: op-fails
+  credentialsSecretRef:
+    name: graph-credentials
+EOF
+# The example's Location is on graph.microsoft.com; the operator only sends its token to its
+# own Graph host, here the emulator.
+sed "s#https://graph.microsoft.com#${GRAPH_URL}#" "$ROOT/examples/passwordresetoperation-by-location.yaml" | k apply -f -
+
+say "Watching (kubectl get pwreset -w) until every resource is Finished"
+"$KUBECTL" -n "$NS" get pwreset -w &  # not via k(): $! must be kubectl itself
+WATCH_PID=$!
+# kubectl wait handles Ctrl-C itself, and bash then ignores it: run it in a process group of
+# its own (set -m) and wait for it with the `wait` builtin, which Ctrl-C interrupts at once.
+set -m
+"$KUBECTL" -n "$NS" wait --for=condition=Finished pwreset --all --timeout="$TIMEOUT" >/dev/null &
+WAIT_PID=$!
+set +m
+wait "$WAIT_PID" || die "not every resource was Finished within $TIMEOUT"
+WAIT_PID=
+sleep 0.5 # let the watch print the last change
+stop_pid "$WATCH_PID" "kubectl get -w"
+WATCH_PID=
+
+say "Final state (kubectl get pwreset -o wide)"
+k get pwreset -o wide
+echo
+k get pwreset -o jsonpath='{range .items[*]}{.metadata.name}{"\tReady="}{.status.conditions[?(@.type=="Ready")].status}{"\tStalled="}{.status.conditions[?(@.type=="Stalled")].reason}{"\n"}{end}' |
+  sed "s/^/    /; s/Ready=True/${G}Ready=True${N}/; s/Stalled=\([A-Za-z]\+\)/${R}Stalled=\1${N}/; s/Stalled=\$/Stalled=-/"
+
+say "What the operator recorded for reset-by-location (throttled first)"
+k get events --field-selector involvedObject.name=reset-by-location --sort-by=.metadata.creationTimestamp \
+  -o custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message
+
+say "Look further"
+if [[ $KEEP_RUNNING == 1 ]]; then
+  cat <<EOF
+  From another terminal, while this one waits:
+    export KUBECONFIG=$KUBECONFIG
+    $KUBECTL -n $NS describe pwreset reset-bob
+    $KUBECTL -n $NS get events --sort-by=.metadata.creationTimestamp
+    $KUBECTL -n $NS wait --for=condition=Finished pwreset/reset-alice
+    curl -s http://127.0.0.1:$METRICS_PORT/metrics | grep '^pwreset_'
+    curl -s $GRAPH_URL/_emulator/requests      # every request the operator sent
+    less $WORK/operator.log
+EOF
+  printf '\n%sEverything keeps running for you to look. Press Enter or Ctrl-C to stop it all.%s\n' "$B" "$N"
+  read -r _ || true
+else
+  cat <<'EOF'
+  Run `make demo` in a terminal to keep everything running at this point, then:
+    kubectl describe pwreset reset-bob                 # conditions, Graph's statusDetail, events
+    kubectl get events --sort-by=.metadata.creationTimestamp
+    curl -s http://127.0.0.1:<metrics port>/metrics    # pwreset_* metrics
+    curl -s <graph url>/_emulator/requests             # every request the operator sent
+EOF
+fi
