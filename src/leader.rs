@@ -4,6 +4,10 @@
 
 use std::time::Duration;
 
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube_lease_manager::{LeaseManager, LeaseParams};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -34,14 +38,53 @@ pub async fn acquire(client: kube::Client, settings: &LeaderSettings) -> anyhow:
         settings.lease_duration.as_secs().max(2),
         settings.renew_before.as_secs().clamp(1, settings.lease_duration.as_secs().max(2) - 1),
     );
-    let manager =
-        LeaseManager::new(client, settings.lease_name.clone(), settings.namespace.clone(), params, Default::default())
-            .await?;
-    let (mut is_leader, task) = manager.watch().await;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &settings.namespace);
     info!(lease = %format!("{}/{}", settings.namespace, settings.lease_name), identity = %settings.identity, "waiting for leadership");
-    is_leader.wait_for(|leader| *leader).await?;
-    info!(identity = %settings.identity, "acquired the lease; now the leader");
-    Ok(Leadership { is_leader, task })
+    loop {
+        let manager = LeaseManager::new(
+            client.clone(),
+            settings.lease_name.clone(),
+            settings.namespace.clone(),
+            params.clone(),
+            Default::default(),
+        )
+        .await?;
+        let (mut is_leader, task) = manager.watch().await;
+        // A follower's LeaseManager sleeps until the holder's lease would run out: a Lease
+        // released on a clean shutdown is only noticed by watching it.
+        let won = tokio::select! {
+            won = is_leader.wait_for(|leader| *leader) => Some(won.map(|_| ())),
+            () = released(&leases, &settings.lease_name) => None,
+        };
+        match won {
+            Some(won) => {
+                won?;
+                info!(identity = %settings.identity, "acquired the lease; now the leader");
+                return Ok(Leadership { is_leader, task });
+            }
+            None => {
+                drop(is_leader);
+                let _ = task.await;
+                info!("the lease was released; trying to take it now");
+            }
+        }
+    }
+}
+
+/// Resolves when the Lease, having had a holder, has none (it was released).
+async fn released(leases: &Api<Lease>, name: &str) {
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut stream = std::pin::pin!(watcher(leases.clone(), config).default_backoff().applied_objects());
+    let mut was_held = false;
+    while let Some(event) = stream.next().await {
+        let Ok(lease) = event else { continue };
+        match lease.spec.and_then(|s| s.holder_identity).filter(|h| !h.is_empty()) {
+            Some(_) => was_held = true,
+            None if was_held => return,
+            None => {}
+        }
+    }
+    std::future::pending().await
 }
 
 impl Leadership {

@@ -79,6 +79,48 @@ pub fn router(emulator: Arc<Emulator>, allow_remote_admin: bool) -> Router {
         .with_state(emulator)
 }
 
+/// Records a request whose client went away before the answer (see `observe`).
+struct Abandoned {
+    emulator: Arc<Emulator>,
+    entry: Option<LogEntry>,
+    started: Instant,
+}
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        if let Some(mut entry) = self.entry.take() {
+            entry.duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            lock(&self.emulator.log).record(entry);
+        }
+    }
+}
+
+/// The route kind from the raw path, for requests that never got an answer.
+fn kind_of_path(method: &str, path: &str) -> RouteKind {
+    if path.starts_with("/_emulator") {
+        RouteKind::Admin
+    } else if method == "GET" && operation_of_path(path).is_some() {
+        RouteKind::OperationGet
+    } else if path.ends_with("/resetPassword") {
+        RouteKind::ResetPassword
+    } else if path.ends_with("/oauth2/v2.0/token") {
+        RouteKind::Token
+    } else {
+        RouteKind::Other
+    }
+}
+
+/// `{operation}` of `/v1.0/users/{user}/authentication/operations/{operation}`, decoded.
+fn operation_of_path(path: &str) -> Option<String> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["v1.0", "users", _, "authentication", "operations", op] => {
+            Some(percent_encoding::percent_decode_str(op).decode_utf8_lossy().into_owned())
+        }
+        _ => None,
+    }
+}
+
 /// Stamps correlation headers and records every request in the log.
 async fn observe(State(emulator): State<Arc<Emulator>>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -101,7 +143,30 @@ async fn observe(State(emulator): State<Arc<Emulator>>, mut req: Request, next: 
     let query = req.uri().query().map(str::to_owned);
     req.extensions_mut().insert(ctx.clone());
 
+    // A client that gives up (its timeout) drops this future: the request still happened
+    // and must be in the log, as 499 (client closed request).
+    let mut abandoned = Abandoned {
+        emulator: emulator.clone(),
+        entry: Some(LogEntry {
+            seq: 0,
+            time_ms: received.as_millisecond(),
+            kind: kind_of_path(&method, &path),
+            method: method.clone(),
+            path: path.clone(),
+            query: query.clone(),
+            status: 499,
+            duration_ms: 0,
+            retry_after: None,
+            user_id: None,
+            operation_id: operation_of_path(&path),
+            tenant: None,
+            client_request_id: sent_client_request_id.clone(),
+            grant_type: None,
+        }),
+        started,
+    };
     let mut response = next.run(req).await;
+    abandoned.entry = None;
 
     let info = response.extensions_mut().remove::<LogInfo>().unwrap_or_default();
     let kind = info.kind.unwrap_or(if path.starts_with("/_emulator") { RouteKind::Admin } else { RouteKind::Other });

@@ -162,7 +162,10 @@ impl GraphClient {
 
         if status.is_success() {
             let body = body.map_err(|e| GraphError { request_id: request_id.clone(), ..e })?;
-            return serde_json::from_slice::<LongRunningOperation>(&body).map_err(|e| GraphError {
+            // An operation is a JSON object: serde would also fill the struct from an array, by position.
+            let parsed = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&body)
+                .and_then(|object| serde_json::from_value::<LongRunningOperation>(serde_json::Value::Object(object)));
+            return parsed.map_err(|e| GraphError {
                 kind: GraphErrorKind::Malformed,
                 status: Some(status.as_u16()),
                 code: None,

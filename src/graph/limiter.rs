@@ -1,9 +1,9 @@
 //! Client-side rate limits per tenant: Graph's throttling budget belongs to an app in a
 //! tenant, so every resource of that tenant shares one token bucket here.
 //!
-//! Adaptive: a 429 halves the tenant's rate and pauses the whole tenant for Retry-After;
-//! sustained success raises the rate slowly (by a tenth per `RECOVERY_SUCCESSES` answers)
-//! back to the configured one.
+//! Adaptive: a throttling episode (however many 429s it brings) halves the tenant's rate
+//! once and pauses the whole tenant for Retry-After; time without throttling raises the
+//! rate slowly (a tenth per second) back to the configured one.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,7 +13,8 @@ use tokio::time::Instant;
 
 use crate::metrics::Metrics;
 
-const RECOVERY_SUCCESSES: u32 = 20;
+/// 429s closer together than this (or during a Retry-After pause) are one episode.
+const EPISODE: Duration = Duration::from_secs(1);
 /// Never below this, however often Graph throttles: Retry-After does the rest.
 const MIN_RATE: f64 = 0.1;
 
@@ -30,7 +31,10 @@ struct Bucket {
     rate: f64,
     refilled_at: Instant,
     paused_until: Option<Instant>,
-    successes: u32,
+    /// When a throttling episode last lowered the rate.
+    lowered_at: Option<Instant>,
+    /// When the rate was last changed (lowered or raised).
+    adjusted_at: Instant,
 }
 
 pub struct TenantLimiter {
@@ -56,7 +60,8 @@ impl TenantLimiter {
                     rate: self.limits.rate,
                     refilled_at: Instant::now(),
                     paused_until: None,
-                    successes: 0,
+                    lowered_at: None,
+                    adjusted_at: Instant::now(),
                 }))
             })
             .clone()
@@ -72,7 +77,10 @@ impl TenantLimiter {
                 match b.paused_until {
                     Some(until) if until > now => until - now,
                     _ => {
-                        b.paused_until = None;
+                        // Recovery counts from the end of a pause, not from its start.
+                        if let Some(until) = b.paused_until.take() {
+                            b.adjusted_at = b.adjusted_at.max(until);
+                        }
                         let elapsed = now.duration_since(b.refilled_at).as_secs_f64();
                         b.tokens = (b.tokens + elapsed * b.rate).min(self.limits.burst);
                         b.refilled_at = now;
@@ -92,9 +100,17 @@ impl TenantLimiter {
     pub fn throttled(&self, tenant: &str, retry_after: Option<Duration>) {
         let bucket = self.bucket(tenant);
         let mut b = bucket.lock().unwrap();
-        b.rate = (b.rate / 2.0).max(MIN_RATE);
+        let now = Instant::now();
+        // One throttling episode lowers the rate once: 429s for requests already in flight,
+        // or during the pause Graph asked for, are the same signal again.
+        let same_episode =
+            b.paused_until.is_some_and(|p| p > now) || b.lowered_at.is_some_and(|t| now.duration_since(t) < EPISODE);
+        if !same_episode {
+            b.rate = (b.rate / 2.0).max(MIN_RATE);
+            b.lowered_at = Some(now);
+            b.adjusted_at = now;
+        }
         b.tokens = b.tokens.min(0.0);
-        b.successes = 0;
         if let Some(after) = retry_after {
             let until = Instant::now() + after;
             b.paused_until = Some(b.paused_until.map_or(until, |p| p.max(until)));
@@ -109,10 +125,12 @@ impl TenantLimiter {
         if b.rate >= self.limits.rate {
             return;
         }
-        b.successes += 1;
-        if b.successes >= RECOVERY_SUCCESSES {
-            b.successes = 0;
-            b.rate = (b.rate * 1.1).min(self.limits.rate);
+        // Recover with time, not with the number of answers: +10% per second without throttling.
+        let now = Instant::now();
+        let since = now.duration_since(b.adjusted_at).as_secs_f64();
+        if since >= 1.0 {
+            b.rate = (b.rate * 1.1f64.powf(since)).min(self.limits.rate);
+            b.adjusted_at = now;
             self.metrics.tenant_rate(tenant, b.rate);
         }
     }
@@ -148,22 +166,27 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn retry_after_pauses_the_whole_tenant_and_recovery_is_slow() {
+    async fn one_throttling_episode_lowers_the_rate_once_and_time_restores_it() {
         let l = limiter(10.0, 10.0);
+        tokio::time::advance(Duration::from_secs(2)).await;
         l.throttled("a", Some(Duration::from_secs(3)));
+        // More 429s from requests that were already in flight: the same episode.
+        l.throttled("a", Some(Duration::from_secs(3)));
+        l.throttled("a", None);
         assert_eq!(l.current_rate("a"), 5.0);
         let start = Instant::now();
         l.acquire("a").await;
-        assert!(start.elapsed() >= Duration::from_secs(3), "{:?}", start.elapsed());
-        for _ in 0..RECOVERY_SUCCESSES - 1 {
-            l.succeeded("a");
-        }
-        assert_eq!(l.current_rate("a"), 5.0);
+        assert!(start.elapsed() >= Duration::from_secs(3), "the whole tenant waits for Retry-After");
+        // A second episode later halves it again.
+        tokio::time::advance(Duration::from_millis(100)).await;
+        l.throttled("a", None);
+        assert_eq!(l.current_rate("a"), 2.5);
+        // Recovery is with time, a tenth per second, never above the configured rate.
+        tokio::time::advance(Duration::from_secs(2)).await;
         l.succeeded("a");
-        assert!((l.current_rate("a") - 5.5).abs() < 1e-9);
-        for _ in 0..10_000 {
-            l.succeeded("a");
-        }
-        assert_eq!(l.current_rate("a"), 10.0, "recovers to the configured rate, never above");
+        assert!((l.current_rate("a") - 2.5 * 1.1f64.powi(2)).abs() < 0.01, "{}", l.current_rate("a"));
+        tokio::time::advance(Duration::from_secs(60)).await;
+        l.succeeded("a");
+        assert_eq!(l.current_rate("a"), 10.0);
     }
 }

@@ -77,6 +77,8 @@ pub struct RetryAfterViolation {
     /// Seq of the answer that carried Retry-After, and of the early request.
     pub answered_seq: u64,
     pub early_seq: u64,
+    /// When the answer's request arrived.
+    pub answered_at_ms: i64,
     /// When the answer left the emulator + Retry-After, and when the next request came.
     pub allowed_at_ms: i64,
     pub came_at_ms: i64,
@@ -112,6 +114,7 @@ pub fn retry_after_violations(log: &[Value], unseen_after_ms: i64) -> (usize, Ve
                     operation_id: id.clone(),
                     answered_seq: answer["seq"].as_u64().unwrap_or(0),
                     early_seq: next["seq"].as_u64().unwrap_or(0),
+                    answered_at_ms: answer["timeMs"].as_i64().unwrap_or(0),
                     allowed_at_ms: allowed_at,
                     came_at_ms: came_at,
                 });
@@ -128,7 +131,8 @@ pub fn metric_sum(body: &str, family: &str) -> f64 {
         .filter(|l| !l.starts_with('#'))
         .filter(|l| l.strip_prefix(family).is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' ')))
         .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
-        .sum()
+        .sum::<f64>()
+        + 0.0 // an empty sum is -0.0
 }
 
 /// What a watch saw of one resource at one moment.
@@ -137,18 +141,36 @@ pub struct Seen {
     pub at_ms: i64,
     pub resource_version: String,
     pub status: Option<String>,
-    /// (type, status, reason) of each condition.
-    pub conditions: Vec<(String, String, String)>,
+    pub conditions: Vec<SeenCondition>,
+    /// status.completionTime (whole seconds, as the API stores it) in Unix ms.
+    pub completion_ms: Option<i64>,
     pub deleted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeenCondition {
+    pub type_: String,
+    pub status: String,
+    pub reason: String,
+    pub message: String,
 }
 
 impl Seen {
     pub fn finished(&self) -> bool {
-        self.conditions.iter().any(|c| c.0 == "Finished" && c.1 == "True")
+        self.condition("Finished").is_some_and(|c| c.status == "True")
+    }
+
+    pub fn condition(&self, type_: &str) -> Option<&SeenCondition> {
+        self.conditions.iter().find(|c| c.type_ == type_)
     }
 
     pub fn reason(&self, type_: &str) -> Option<&str> {
-        self.conditions.iter().find(|c| c.0 == type_).map(|c| c.2.as_str())
+        self.condition(type_).map(|c| c.reason.as_str())
+    }
+
+    /// Whether condition `type_` has `status` and `reason`.
+    pub fn has(&self, type_: &str, status: &str, reason: &str) -> bool {
+        self.condition(type_).is_some_and(|c| c.status == status && c.reason == reason)
     }
 }
 
@@ -184,9 +206,18 @@ impl History {
                     status: status.and_then(|s| s.status.clone()),
                     conditions: status
                         .map(|s| {
-                            s.conditions.iter().map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone())).collect()
+                            s.conditions
+                                .iter()
+                                .map(|c| SeenCondition {
+                                    type_: c.type_.clone(),
+                                    status: c.status.clone(),
+                                    reason: c.reason.clone(),
+                                    message: c.message.clone(),
+                                })
+                                .collect()
                         })
                         .unwrap_or_default(),
+                    completion_ms: status.and_then(|s| s.completion_time.as_ref()).map(|t| t.0.as_millisecond()),
                     deleted,
                 };
                 let mut map = s.lock().unwrap();
@@ -207,6 +238,15 @@ impl History {
 
     pub fn of(&self, name: &str) -> Vec<Seen> {
         self.seen.lock().unwrap().get(name).cloned().unwrap_or_default()
+    }
+
+    /// The first version of `name` that satisfies `check`, waiting for it up to `timeout`.
+    pub async fn wait_for(&self, name: &str, what: &str, timeout: Duration, check: impl Fn(&Seen) -> bool) -> Seen {
+        super::eventually(&format!("{name}: {what}"), timeout, || async {
+            let versions = self.of(name);
+            versions.iter().find(|v| check(v)).cloned().ok_or_else(|| format!("{:?}", versions.last()))
+        })
+        .await
     }
 
     /// How often the watch (re)started listing: 1 without interruptions.
@@ -265,4 +305,31 @@ pub fn status_reason(obj: &PasswordResetOperation, type_: &str) -> Option<(Strin
 /// Seconds with one decimal, for tables.
 pub fn secs(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
+}
+
+/// Samples of a counter family summed by the value of one label, e.g. Graph requests by
+/// `code` over all tenants.
+pub fn metric_by_label(body: &str, family: &str, label: &str) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    let needle = format!("{label}=\"");
+    for line in body.lines().filter(|l| !l.starts_with('#')) {
+        let Some(rest) = line.strip_prefix(family).and_then(|r| r.strip_prefix('{')) else { continue };
+        let Some((labels, value)) = rest.rsplit_once("} ") else { continue };
+        let Some(start) = labels.find(&needle) else { continue };
+        let tail = &labels[start + needle.len()..];
+        let Some(end) = tail.find('"') else { continue };
+        if let Ok(v) = value.trim().parse::<f64>() {
+            *out.entry(tail[..end].to_string()).or_default() += v;
+        }
+    }
+    out
+}
+
+/// The smallest sample of a gauge family (any labels), if present.
+pub fn metric_min(body: &str, family: &str) -> Option<f64> {
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.strip_prefix(family).is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' ')))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .reduce(f64::min)
 }
