@@ -82,22 +82,8 @@ async fn delegated_refresh_tokens_rotate_and_survive_a_restart() {
     assert_ne!(rotated, "rt-first-7f3a", "the new refresh token was written back");
 
     // Restart: the operator must use the persisted token (the first one is spent).
-    h.operator.stop();
-    let op = Operator::start(
-        h.cp,
-        &[
-            "--namespace",
-            &h.ns,
-            "--graph-url",
-            &h.emulator.url,
-            "--poll-interval",
-            "1s",
-            "--login-url",
-            &h.emulator.url,
-        ],
-    );
-    op.wait_ready().await;
-    h.operator = op;
+    let login = h.emulator.url.clone();
+    h.restart_operator(&["--login-url", &login]).await;
     h.emulator.add_operation(json!({"userId": "u1", "id": "op-r2", "status": "succeeded"})).await;
     h.create("second", spec("u1", "op-r2", "delegated")).await;
     h.wait_condition("second", "Ready", "True").await;

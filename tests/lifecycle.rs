@@ -67,8 +67,7 @@ async fn active_deadline_gives_up_on_an_operation_that_never_ends() {
     assert!(after <= 4000 + 1000 + ON_TIME_MS, "gave up {after} ms after creation; the deadline is 4 s");
     assert_eq!(gave_up.status.as_deref(), Some("running"), "Graph's last word is kept");
     assert!(gave_up.completion_ms.is_some(), "completionTime is set");
-    let events = h.events("forever").await;
-    assert!(events.iter().any(|e| e.0 == "Warning" && e.1 == "DeadlineExceeded"), "{events:?}");
+    h.wait_event("forever", "Warning DeadlineExceeded", |e| e.0 == "Warning" && e.1 == "DeadlineExceeded").await;
 
     // Final: no more polls, no more writes (watch for several poll intervals).
     let gets = operation_gets(&request_log(&h.emulator).await, Some("op-forever")).len();

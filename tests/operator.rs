@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use kube::ResourceExt;
 use serde_json::json;
-use support::harness::{SECRET, events};
+use support::harness::SECRET;
 use support::{Emulator, Harness, condition, eventually};
 
 fn by_id(user: &str, op: &str) -> serde_json::Value {
@@ -65,7 +65,9 @@ async fn mirrors_every_field_of_a_successful_operation() {
     }
 
     // Every Graph state change is an event.
-    let events = h.events("alice").await;
+    let events = h
+        .wait_event("alice", "StatusChanged to succeeded", |e| e.1 == "StatusChanged" && e.2.contains("succeeded"))
+        .await;
     let changes: Vec<&str> = events.iter().filter(|e| e.1 == "StatusChanged").map(|e| e.2.as_str()).collect();
     assert!(changes.iter().any(|n| n.contains("succeeded")), "{events:?}");
     assert!(changes.iter().any(|n| n.contains("notStarted") || n.contains("running")), "{events:?}");
@@ -97,8 +99,7 @@ async fn a_failed_operation_is_stalled_and_finished() {
     assert_eq!((stalled.0.as_str(), stalled.1.as_str()), ("True", "OperationFailed"));
     assert!(stalled.2.contains("complexity requirements"), "{stalled:?}");
     assert_eq!(condition(&done, "Ready").unwrap().0, "False");
-    let events = h.events("bob").await;
-    assert!(events.iter().any(|e| e.0 == "Warning" && e.1 == "OperationFailed"), "{events:?}");
+    h.wait_event("bob", "Warning OperationFailed", |e| e.0 == "Warning" && e.1 == "OperationFailed").await;
 }
 
 #[tokio::test]
@@ -157,8 +158,7 @@ async fn throttling_is_honoured_no_request_before_retry_after() {
         let waited = (next["timeMs"].as_i64().unwrap() - first["timeMs"].as_i64().unwrap()) as f64 / 1000.0;
         assert!(waited >= allowed, "next request after {waited}s, Retry-After was {allowed}s");
     }
-    let events = h.events("erin").await;
-    assert!(events.iter().any(|e| e.0 == "Warning" && e.1 == "Throttled"), "{events:?}");
+    h.wait_event("erin", "Warning Throttled", |e| e.0 == "Warning" && e.1 == "Throttled").await;
 }
 
 #[tokio::test]
@@ -223,12 +223,7 @@ async fn finished_resources_cost_no_graph_call_and_no_write() {
 
     // Not after a restart either: the operator resumes from status.
     let mut h = h;
-    h.operator.stop();
-    let restarted = support::Operator::start(
-        h.cp,
-        &["--namespace", &h.ns, "--graph-url", &h.emulator.url, "--poll-interval", "1s"],
-    );
-    restarted.wait_ready().await;
+    h.restart_operator(&[]).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(h.emulator.gets_for("op-done").await.len(), gets, "Graph was polled after a restart");
 }
@@ -317,6 +312,5 @@ async fn a_location_is_polled_as_given_and_a_foreign_host_gets_nothing() {
     assert_eq!(condition(&refused, "Stalled").unwrap().1, "LocationHostNotAllowed");
     let foreign_requests: Vec<_> = foreign.requests().await.into_iter().filter(|r| r["kind"] != "admin").collect();
     assert!(foreign_requests.is_empty(), "the foreign host was contacted: {foreign_requests:?}");
-    let events = events(&h.client, &h.ns, "foreign").await;
-    assert!(events.iter().any(|e| e.1 == "LocationHostNotAllowed"), "{events:?}");
+    h.wait_event("foreign", "LocationHostNotAllowed", |e| e.1 == "LocationHostNotAllowed").await;
 }

@@ -84,9 +84,43 @@ impl Harness {
         events(&self.client, &self.ns, name).await
     }
 
+    /// Waits until an event of `name` matches `check` (events are published after the
+    /// status write they describe); returns all its events then.
+    pub async fn wait_event(
+        &self,
+        name: &str,
+        what: &str,
+        check: impl Fn(&(String, String, String)) -> bool,
+    ) -> Vec<(String, String, String)> {
+        eventually(&format!("{name}: event {what}"), Duration::from_secs(20), || async {
+            let events = self.events(name).await;
+            if events.iter().any(&check) { Ok(events) } else { Err(format!("{events:?}")) }
+        })
+        .await
+    }
+
     pub async fn create_token_secret(&self, name: &str) {
         create_secret(&self.client, &self.ns, name, json!({"token": self.token})).await;
     }
+
+    /// Stops the operator cleanly and starts a new one (standard flags plus `extra_args`).
+    pub async fn restart_operator(&mut self, extra_args: &[&str]) {
+        self.operator.stop();
+        let operator = start_operator(self.cp, &self.ns, &self.emulator.url, extra_args);
+        operator.wait_ready().await;
+        self.operator = operator;
+    }
+}
+
+/// The operator watching `ns` with the emulator as Graph, `--poll-interval 1s` unless
+/// `extra_args` sets one.
+pub fn start_operator(cp: &ControlPlane, ns: &str, graph_url: &str, extra_args: &[&str]) -> Operator {
+    let mut args = vec!["--namespace", ns, "--graph-url", graph_url];
+    if !extra_args.contains(&"--poll-interval") {
+        args.extend(["--poll-interval", "1s"]);
+    }
+    args.extend_from_slice(extra_args);
+    Operator::start(cp, &args)
 }
 
 /// Creates a Secret from string data.
@@ -107,12 +141,7 @@ pub struct HarnessParts {
 
 impl HarnessParts {
     pub fn start_operator(&self, extra_args: &[&str]) -> Operator {
-        let mut args = vec!["--namespace", &self.ns, "--graph-url", &self.emulator.url];
-        if !extra_args.contains(&"--poll-interval") {
-            args.extend(["--poll-interval", "1s"]);
-        }
-        args.extend_from_slice(extra_args);
-        Operator::start(self.cp, &args)
+        start_operator(self.cp, &self.ns, &self.emulator.url, extra_args)
     }
 
     pub async fn create_token_secret(&self, name: &str) {
