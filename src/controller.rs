@@ -14,7 +14,7 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Resource, ResourceExt};
@@ -25,6 +25,7 @@ use tracing::{debug, info, warn};
 use crate::api::{PasswordResetOperation, PasswordResetOperationStatus};
 use crate::conditions::{self, Phase};
 use crate::duration::human;
+use crate::events::EventPublisher;
 use crate::graph::auth::{BearerToken, Credentials};
 use crate::graph::client::OperationRef;
 use crate::graph::limiter::TenantLimiter;
@@ -58,7 +59,7 @@ pub struct Context {
     pub graph: GraphClient,
     pub credentials: Credentials,
     pub limiter: TenantLimiter,
-    pub recorder: Recorder,
+    pub events: EventPublisher,
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
     /// Consecutive passing failures per resource, for exponential backoff. In memory
@@ -76,8 +77,8 @@ impl Context {
         settings: Settings,
     ) -> Self {
         let reporter = Reporter { controller: "pwreset-operator".into(), instance: std::env::var("POD_NAME").ok() };
-        let recorder = Recorder::new(kube.clone(), reporter);
-        Context { kube, graph, credentials, limiter, recorder, metrics, settings, failures: Mutex::default() }
+        let events = EventPublisher::start(kube.clone(), reporter);
+        Context { kube, graph, credentials, limiter, events, metrics, settings, failures: Mutex::default() }
     }
 
     fn backoff(&self, obj: &Pro) -> Duration {
@@ -260,7 +261,7 @@ async fn reconcile_inner(obj: &Pro, ctx: &Context) -> Result<Action, Error> {
         if write_status(obj, &current, &next, resource_version.as_deref(), ctx).await?.is_none() {
             return Ok(Action::requeue(CONFLICT_REQUEUE));
         }
-        publish_events(obj, &current, &next, &observation.phase, ctx).await;
+        publish_events(obj, &current, &next, &observation.phase, ctx);
     }
 
     if observation.phase.is_terminal() {
@@ -554,9 +555,10 @@ async fn write_status(
     }
 }
 
-/// A Normal event when Graph's status changes, a Warning when a new problem appears.
+/// One event per change: a Normal event when Graph's status changes, a Warning when a new
+/// problem appears, and a single event at the end (Succeeded, or the reason it failed).
 /// Repeats of the same problem publish nothing (the condition already says it).
-async fn publish_events(
+fn publish_events(
     obj: &Pro,
     before: &PasswordResetOperationStatus,
     after: &PasswordResetOperationStatus,
@@ -564,7 +566,14 @@ async fn publish_events(
     ctx: &Context,
 ) {
     let mut events = Vec::new();
-    if after.status.is_some() && after.status != before.status {
+    let new_reason = conditions::reason_of(&before.conditions, conditions::READY) != Some(phase.reason());
+    let problem = match phase {
+        Phase::Blocked { .. } | Phase::Failed { .. } => true,
+        Phase::Progressing { reason, .. } => !matches!(reason.as_str(), "NotStarted" | "Running" | "WaitingForGraph"),
+        Phase::Succeeded { .. } => false,
+    };
+    let status_changed = after.status.is_some() && after.status != before.status;
+    if status_changed && !(phase.is_terminal() && new_reason) {
         let note = match &before.status {
             Some(old) => format!("Graph status {} (was {old})", after.status.as_deref().unwrap_or("")),
             None => format!("Graph status {}", after.status.as_deref().unwrap_or("")),
@@ -573,35 +582,21 @@ async fn publish_events(
             type_: EventType::Normal,
             reason: "StatusChanged".into(),
             note: Some(note),
-            // The recorder folds events with the same reason and action into one series:
-            // one action per state keeps each state change visible.
             action: format!("Observed{}", camel_word(after.status.as_deref().unwrap_or(""))),
             secondary: None,
         });
     }
-    let before_reason = conditions::reason_of(&before.conditions, conditions::READY);
-    let problem = match phase {
-        Phase::Blocked { .. } | Phase::Failed { .. } => true,
-        Phase::Progressing { reason, .. } => !matches!(reason.as_str(), "NotStarted" | "Running" | "WaitingForGraph"),
-        Phase::Succeeded { .. } => false,
-    };
-    if before_reason != Some(phase.reason()) {
-        let type_ = if problem { EventType::Warning } else { EventType::Normal };
-        if problem || phase.is_terminal() {
-            events.push(Event {
-                type_,
-                reason: phase.reason().to_string(),
-                note: Some(truncate_note(phase.message())),
-                action: "Poll".into(),
-                secondary: None,
-            });
-        }
+    if new_reason && (problem || phase.is_terminal()) {
+        events.push(Event {
+            type_: if problem { EventType::Warning } else { EventType::Normal },
+            reason: phase.reason().to_string(),
+            note: Some(truncate_note(phase.message())),
+            action: "Poll".into(),
+            secondary: None,
+        });
     }
-    let reference = obj.object_ref(&());
     for event in events {
-        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
-            debug!(error = %e, "publishing an event failed");
-        }
+        ctx.events.publish(event, obj.object_ref(&()));
     }
 }
 

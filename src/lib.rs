@@ -6,6 +6,7 @@ pub mod conditions;
 pub mod controller;
 pub mod duration;
 pub mod emulator;
+pub mod events;
 pub mod graph;
 pub mod leader;
 pub mod metrics;

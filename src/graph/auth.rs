@@ -214,6 +214,9 @@ impl fmt::Display for Source {
     }
 }
 
+/// (namespace, name) of a Secret.
+type SecretKey = (String, String);
+
 struct CachedSecret {
     read_at: Instant,
     credential: Credential,
@@ -247,7 +250,10 @@ pub struct Credentials {
     http: reqwest::Client,
     settings: AuthSettings,
     metrics: Arc<Metrics>,
-    secrets: Mutex<HashMap<(String, String), CachedSecret>>,
+    secrets: Mutex<HashMap<SecretKey, CachedSecret>>,
+    /// Per Secret: an async lock held across its read, so an expired cache entry costs one
+    /// apiserver read however many reconciles want it at that moment.
+    secret_reads: Mutex<HashMap<SecretKey, Arc<tokio::sync::Mutex<()>>>>,
     /// Per source: an async lock held across the token request (single flight).
     slots: Mutex<HashMap<Source, Arc<tokio::sync::Mutex<TokenSlot>>>>,
 }
@@ -271,7 +277,15 @@ struct TokenErrorResponse {
 
 impl Credentials {
     pub fn new(kube: kube::Client, http: reqwest::Client, settings: AuthSettings, metrics: Arc<Metrics>) -> Self {
-        Credentials { kube, http, settings, metrics, secrets: Mutex::default(), slots: Mutex::default() }
+        Credentials {
+            kube,
+            http,
+            settings,
+            metrics,
+            secrets: Mutex::default(),
+            secret_reads: Mutex::default(),
+            slots: Mutex::default(),
+        }
     }
 
     /// The bearer token for resources in `namespace` whose credentials are in Secret
@@ -349,12 +363,21 @@ impl Credentials {
         self.slots.lock().unwrap().remove(&source);
     }
 
+    fn cached_secret(&self, key: &SecretKey) -> Option<(Credential, Option<String>)> {
+        let secrets = self.secrets.lock().unwrap();
+        let cached = secrets.get(key).filter(|c| c.read_at.elapsed() < SECRET_CACHE_TTL)?;
+        Some((cached.credential.clone(), cached.resource_version.clone()))
+    }
+
     async fn read_secret(&self, namespace: &str, name: &str) -> Result<(Credential, Option<String>), CredentialError> {
         let key = (namespace.to_string(), name.to_string());
-        if let Some(cached) = self.secrets.lock().unwrap().get(&key)
-            && cached.read_at.elapsed() < SECRET_CACHE_TTL
-        {
-            return Ok((cached.credential.clone(), cached.resource_version.clone()));
+        if let Some(hit) = self.cached_secret(&key) {
+            return Ok(hit);
+        }
+        let read_lock = self.secret_reads.lock().unwrap().entry(key.clone()).or_default().clone();
+        let _reading = read_lock.lock().await;
+        if let Some(hit) = self.cached_secret(&key) {
+            return Ok(hit);
         }
         let secrets: Api<Secret> = Api::namespaced(self.kube.clone(), namespace);
         let source_name = format!("Secret {namespace}/{name}");
