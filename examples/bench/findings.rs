@@ -1,0 +1,219 @@
+//! For each missed target (and a few things worth knowing even where no target is set):
+//! why, from what the run measured, and what would fix it.
+
+use super::report::Finding;
+use super::scenarios::{Cfg, PROPAGATION_TARGET_N, ScenarioReport};
+
+fn fig(sc: &ScenarioReport, path: &[&str]) -> Option<f64> {
+    let mut v = &sc.figures;
+    for key in path {
+        v = v.get(key)?;
+    }
+    v.as_f64()
+}
+
+fn api<'a>(sc: &'a ScenarioReport, request: &str) -> Option<&'a super::cluster::ApiRequests> {
+    sc.apiserver.iter().find(|a| a.request == request)
+}
+
+fn api_text(sc: &ScenarioReport) -> String {
+    let mut parts = Vec::new();
+    if let Some(a) = api(sc, "PATCH passwordresetoperations/status") {
+        parts.push(format!("a status PATCH took {:.0} ms of server time on average", a.mean_ms));
+    }
+    if let Some(a) = api(sc, "POST events (events.k8s.io)") {
+        parts.push(format!("an Event POST {:.0} ms", a.mean_ms));
+    }
+    parts.join(", ")
+}
+
+fn finding(
+    sc: &ScenarioReport,
+    kind: &str,
+    figure: &str,
+    target: &str,
+    measured: String,
+    why: String,
+    fix: String,
+) -> Finding {
+    Finding {
+        kind: kind.into(),
+        scenario: sc.id.clone(),
+        figure: figure.into(),
+        target: target.into(),
+        measured,
+        why,
+        fix,
+    }
+}
+
+fn memory_why(sc: &ScenarioReport, all: &[ScenarioReport]) -> String {
+    let e = sc.events.writes;
+    let mut why = format!(
+        "The operator's memory grows with the Events it has published, not with the resources it tracks. \
+         `src/controller.rs` publishes Events through kube-runtime's `Recorder` (`Context::recorder`, used by \
+         `publish_events`), and kube-runtime 5's `Recorder::publish` keeps every Event it published in an in-memory \
+         cache for 6 minutes (`CACHE_TTL` in `kube-runtime/src/events.rs`) so that repeats can become a series. Every \
+         Event here is for another object or another state, so nothing is ever aggregated and the cache simply holds \
+         them all: this run published {e} Events ({:.1} per resource) within the cache's 6 minutes and peaked at \
+         {:.1} MiB.",
+        e as f64 / sc.n.max(1) as f64,
+        sc.process.peak_rss_mib
+    );
+    if let Some(d) = all.iter().find(|d| d.kind == "active-no-events" && d.n == sc.n) {
+        let saved = sc.process.peak_rss_mib - d.process.peak_rss_mib;
+        why.push_str(&format!(
+            " The same scenario with the operator denied writing Events (`{}`, where every publish fails and \
+             nothing is cached) peaked at {:.1} MiB",
+            d.id, d.process.peak_rss_mib
+        ));
+        if sc.kind == "active" && e > 0 {
+            why.push_str(&format!(
+                ": the cache accounts for about {saved:.0} MiB, {:.1} KiB per cached Event (the Event, its key with a \
+                 copy of the object reference, allocator overhead)",
+                saved * 1024.0 / e as f64
+            ));
+        }
+        why.push('.');
+        if let (Some(a), Some(b)) = (fig(sc, &["trackingPhaseCores"]), fig(d, &["trackingPhaseCores"])) {
+            why.push_str(&format!(
+                " Each publish also scans the whole cache (`retain`) under its write lock: while tracking, the operator \
+                 used {a:.2} cores with Events and {b:.2} without."
+            ));
+        }
+    }
+    if let Some(s) = all.iter().find(|s| s.kind == "startup" && s.n == sc.n) {
+        why.push_str(&format!(
+            " Holding {} finished resources without publishing anything (scenario 2) took {:.1} MiB.",
+            s.n, s.process.peak_rss_mib
+        ));
+    }
+    why
+}
+
+const MEMORY_FIX: &str = "Publish Events without the long-lived cache: create `events.k8s.io/v1` Events with \
+    `Api::<Event>::create` (or build a `Recorder` per call, so its cache dies with the call). The controller already \
+    publishes only when something changed, so series aggregation buys nothing here. Publishing fewer Events helps as \
+    well: a terminal state produces two ('StatusChanged' and 'Succeeded'/'OperationFailed' in `publish_events`), one \
+    would do. Expected peak: about the figure of the run without Events.";
+
+fn throughput_why(sc: &ScenarioReport, cfg: &Cfg) -> String {
+    let interval = cfg.poll.as_secs_f64();
+    let mut why = format!(
+        "The operator fell behind its poll interval. Every new resource costs two status PATCHes (the \
+         'WaitingForGraph' pre-write in `reconcile_inner`, then the first Graph state) plus one Event POST; every \
+         state change one PATCH plus one or two Event POSTs (`publish_events`: 'StatusChanged', and at the end \
+         'Succeeded'/'OperationFailed' as well). All of them are awaited one after the other inside the reconcile, \
+         which holds one of the {} reconcile slots meanwhile, so polls of unchanged operations queue behind writes.",
+        cfg.operator_extra
+            .iter()
+            .find_map(|a| a.strip_prefix("--max-concurrent-reconciles="))
+            .unwrap_or("16 (default)")
+    );
+    let api = api_text(sc);
+    if !api.is_empty() {
+        why.push_str(&format!(" On this machine {api}."));
+    }
+    if let (Some(rate), Some(cp)) =
+        (fig(sc, &["initialSweepResourcesPerSecond"]), fig(sc, &["sweepLoadCores", "control_plane"]))
+    {
+        why.push_str(&format!(
+            " The initial sweep managed {rate:.0} new resources/s while the control plane used {cp:.2} cores (other \
+             processes {:.2}).",
+            fig(sc, &["sweepLoadCores", "other"]).unwrap_or(0.0)
+        ));
+    }
+    if let (Some(p50), Some(p99)) = (fig(sc, &["pollGapSeconds", "p50"]), fig(sc, &["pollGapSeconds", "p99"])) {
+        why.push_str(&format!(
+            " While the operations changed state, one operation was polled every {p50:.1} s (p50; p99 {p99:.1} s) \
+             instead of every {interval:.0} s"
+        ));
+        if let Some(cp) = fig(sc, &["trackingLoadCores", "control_plane"]) {
+            why.push_str(&format!(", with the control plane at {cp:.2} cores"));
+        }
+        why.push('.');
+    }
+    why
+}
+
+const THROUGHPUT_FIX: &str = "Fewer apiserver writes per change, and none on the poll path: (1) publish Events off \
+    the reconcile (a bounded background queue), so a reconcile holds its slot only for the GET and the status write; \
+    (2) one Event per change instead of two at the end; (3) skip the 'WaitingForGraph' pre-write when the first GET \
+    answers promptly (write it only if the GET fails or takes longer than a second): a new resource then costs one \
+    write instead of two. More reconcile slots alone do not help when the apiserver is the limit (see \
+    bench/README.md).";
+
+pub fn explain(scenarios: &[ScenarioReport], cfg: &Cfg) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let interval = cfg.poll.as_secs_f64();
+    for sc in scenarios {
+        for c in sc.checks.iter().filter(|c| c.pass == Some(false)) {
+            let (why, fix) = match c.id {
+                "rss" => (memory_why(sc, scenarios), MEMORY_FIX.to_string()),
+                "propagation" | "gets-per-op" | "steady-gets" => (throughput_why(sc, cfg), THROUGHPUT_FIX.to_string()),
+                "cpu" => (
+                    format!(
+                        "The operator used {:.2} cores on average ({:.1} CPU seconds over {:.0} s).",
+                        sc.process.average_cores, sc.process.cpu_seconds, sc.process.wall_seconds
+                    ),
+                    format!("Compare with the diagnostic run without Events; then profile. {MEMORY_FIX}"),
+                ),
+                "ready" => (
+                    format!(
+                        "Readiness waits for the controller's first LIST of all {} resources (`controller::run`, \
+                         `wait_until_ready`); it took {:.2} s with the control plane at {:.2} cores and other \
+                         processes at {:.2}.",
+                        sc.n, sc.process.ready_seconds, sc.process.control_plane_cores, sc.process.other_cores
+                    ),
+                    "List in larger pages (`watcher::Config::page_size`) or with streaming lists; check the control \
+                     plane's load."
+                        .to_string(),
+                ),
+                _ => (
+                    format!(
+                        "Not expected from the code: see target/bench/{}/operator.log and the scenario's figures.",
+                        sc.id
+                    ),
+                    "Investigate with the operator's debug logs (RUST_LOG=pwreset_operator=debug).".to_string(),
+                ),
+            };
+            out.push(finding(sc, "missed target", &c.figure, &c.target, c.measured.clone(), why, fix));
+        }
+        // No target is stated above N = 1,000, but falling behind the interval is worth knowing.
+        if sc.kind == "active"
+            && sc.n > PROPAGATION_TARGET_N
+            && let Some(p99) = fig(sc, &["propagationSeconds", "p99"])
+            && p99 > interval + 1.0
+        {
+            out.push(finding(
+                sc,
+                "observation",
+                "Propagation p99",
+                &format!("(stated for N = {PROPAGATION_TARGET_N}: ≤ {:.0} s)", interval + 1.0),
+                format!("{p99:.1} s"),
+                throughput_why(sc, cfg),
+                THROUGHPUT_FIX.to_string(),
+            ));
+        }
+        if let Some(get) = api(sc, "GET secrets") {
+            let expiries = sc.process.wall_seconds / 10.0;
+            if sc.kind != "startup" && get.count > 3.0 * expiries.max(1.0) {
+                out.push(finding(
+                    sc,
+                    "observation",
+                    "Reads of the one credentials Secret",
+                    "about one per 10 s (SECRET_CACHE_TTL)",
+                    format!("{:.0} GETs in {:.0} s", get.count, sc.process.wall_seconds),
+                    "`Credentials::read_secret` (src/graph/auth.rs) caches a Secret for 10 s but has no single \
+                     flight: when the entry expires, every reconcile that runs meanwhile (up to \
+                     --max-concurrent-reconciles) reads the same Secret from the apiserver."
+                        .into(),
+                    "Hold a per-Secret async lock across the read (as `token` already does for token requests), or \
+                     serve Secrets from a watch-backed cache. Small cost today, grows with the reconcile concurrency."
+                        .into(),
+                ));
+            }
+        }
+    }
+    out
+}
