@@ -101,10 +101,11 @@ fn throughput_why(sc: &ScenarioReport, cfg: &Cfg) -> String {
     let interval = cfg.poll.as_secs_f64();
     let mut why = format!(
         "The operator fell behind its poll interval. Every new resource costs two status PATCHes (the \
-         'WaitingForGraph' pre-write in `reconcile_inner`, then the first Graph state) plus one Event POST; every \
-         state change one PATCH plus one or two Event POSTs (`publish_events`: 'StatusChanged', and at the end \
-         'Succeeded'/'OperationFailed' as well). All of them are awaited one after the other inside the reconcile, \
-         which holds one of the {} reconcile slots meanwhile, so polls of unchanged operations queue behind writes.",
+         'WaitingForGraph' pre-write in `reconcile_inner`, kept so that conditions exist before Graph answers, then \
+         the first Graph state) and every state change one PATCH; Events are written by a background task \
+         (`src/events.rs`) and hold no reconcile slot. A status PATCH is awaited inside the reconcile, which holds \
+         one of the {} reconcile slots meanwhile, so polls of unchanged operations queue behind writes while the \
+         apiserver is the bottleneck.",
         cfg.operator_extra
             .iter()
             .find_map(|a| a.strip_prefix("--max-concurrent-reconciles="))
@@ -136,11 +137,12 @@ fn throughput_why(sc: &ScenarioReport, cfg: &Cfg) -> String {
     why
 }
 
-const THROUGHPUT_FIX: &str = "Fewer apiserver writes per change, and none on the poll path: (1) publish Events off \
-    the reconcile (a bounded background queue), so a reconcile holds its slot only for the GET and the status write; \
-    (2) one Event per change instead of two at the end; (3) skip the 'WaitingForGraph' pre-write when the first GET \
-    answers promptly (write it only if the GET fails or takes longer than a second): a new resource then costs one \
-    write instead of two. More reconcile slots alone do not help when the apiserver is the limit (see \
+const THROUGHPUT_FIX: &str = "Events are already off the reconcile path and one per change. What is left is the \
+    apiserver's write throughput on this machine (the control plane shares its 2 cores with everything else): a \
+    faster apiserver, or sharding (`--shard`/`--total-shards`, each replica against the same apiserver only helps \
+    when the apiserver has headroom). Dropping the 'WaitingForGraph' pre-write would save one write per new \
+    resource but break the promise that conditions exist before Graph answers (kstatus would read a resource \
+    without conditions as healthy). More reconcile slots alone do not help when the apiserver is the limit (see \
     bench/README.md).";
 
 pub fn explain(scenarios: &[ScenarioReport], cfg: &Cfg) -> Vec<Finding> {

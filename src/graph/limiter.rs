@@ -77,10 +77,7 @@ impl TenantLimiter {
                 match b.paused_until {
                     Some(until) if until > now => until - now,
                     _ => {
-                        // Recovery counts from the end of a pause, not from its start.
-                        if let Some(until) = b.paused_until.take() {
-                            b.adjusted_at = b.adjusted_at.max(until);
-                        }
+                        b.paused_until = None;
                         let elapsed = now.duration_since(b.refilled_at).as_secs_f64();
                         b.tokens = (b.tokens + elapsed * b.rate).min(self.limits.burst);
                         b.refilled_at = now;
