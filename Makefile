@@ -66,7 +66,7 @@ lint: ## rustfmt and clippy, warnings are errors
 
 .PHONY: test
 test: control-plane tools lint ## everything: lint, unit tests, e2e tests against a real control plane
-	$(CARGO) test --locked --all-targets
+	$(CARGO) test --locked --all-targets --no-fail-fast
 
 .PHONY: chaos
 chaos: control-plane ## the full-size fault suite: 1,000 resources, Graph faults, operator kills, a control-plane restart

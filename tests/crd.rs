@@ -148,12 +148,30 @@ fn invalid_resources_are_rejected_with_readable_messages() {
     assert!(err.contains("spec is immutable"), "{err}");
 }
 
+/// `kubectl explain`, polled: the apiserver publishes a new CRD's OpenAPI schema a moment
+/// after the CRD is Established.
+fn kubectl_explain(cp: &ControlPlane, what: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let out = cp.kubectl().args(["explain", what]).output().expect("kubectl");
+        if out.status.success() {
+            return String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "kubectl explain {what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn kubectl_explain_and_get_show_what_operators_need() {
     let cp = ControlPlane::shared();
-    let explain = cp.kubectl_ok(&["explain", "passwordresetoperation.spec.location"]);
+    let explain = kubectl_explain(cp, "passwordresetoperation.spec.location");
     assert!(explain.contains("Location header"), "{explain}");
-    let explain = cp.kubectl_ok(&["explain", "pwreset.status.status"]);
+    let explain = kubectl_explain(cp, "pwreset.status.status");
     assert!(explain.contains("exactly as Graph sent it"), "{explain}");
 
     let ns = new_namespace(cp);
