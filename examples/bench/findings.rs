@@ -50,52 +50,49 @@ fn finding(
 fn memory_why(sc: &ScenarioReport, all: &[ScenarioReport]) -> String {
     let e = sc.events.writes;
     let mut why = format!(
-        "The operator's memory grows with the Events it has published, not with the resources it tracks. \
-         `src/controller.rs` publishes Events through kube-runtime's `Recorder` (`Context::recorder`, used by \
-         `publish_events`), and kube-runtime 5's `Recorder::publish` keeps every Event it published in an in-memory \
-         cache for 6 minutes (`CACHE_TTL` in `kube-runtime/src/events.rs`) so that repeats can become a series. Every \
-         Event here is for another object or another state, so nothing is ever aggregated and the cache simply holds \
-         them all: this run published {e} Events ({:.1} per resource) within the cache's 6 minutes and peaked at \
-         {:.1} MiB.",
-        e as f64 / sc.n.max(1) as f64,
-        sc.process.peak_rss_mib
+        "This run peaked at {:.1} MiB with {} resources, having published {e} Events ({:.1} per resource).",
+        sc.process.peak_rss_mib,
+        sc.n,
+        e as f64 / sc.n.max(1) as f64
     );
-    if let Some(d) = all.iter().find(|d| d.kind == "active-no-events" && d.n == sc.n) {
-        let saved = sc.process.peak_rss_mib - d.process.peak_rss_mib;
-        why.push_str(&format!(
-            " The same scenario with the operator denied writing Events (`{}`, where every publish fails and \
-             nothing is cached) peaked at {:.1} MiB",
-            d.id, d.process.peak_rss_mib
-        ));
-        if sc.kind == "active" && e > 0 {
-            why.push_str(&format!(
-                ": the cache accounts for about {saved:.0} MiB, {:.1} KiB per cached Event (the Event, its key with a \
-                 copy of the object reference, allocator overhead)",
-                saved * 1024.0 / e as f64
-            ));
-        }
-        why.push('.');
-        if let (Some(a), Some(b)) = (fig(sc, &["trackingPhaseCores"]), fig(d, &["trackingPhaseCores"])) {
-            why.push_str(&format!(
-                " Each publish also scans the whole cache (`retain`) under its write lock: while tracking, the operator \
-                 used {a:.2} cores with Events and {b:.2} without."
-            ));
-        }
-    }
     if let Some(s) = all.iter().find(|s| s.kind == "startup" && s.n == sc.n) {
         why.push_str(&format!(
-            " Holding {} finished resources without publishing anything (scenario 2) took {:.1} MiB.",
+            " Holding {} finished resources in the cache without polling or publishing anything (scenario 2) took \
+             {:.1} MiB.",
             s.n, s.process.peak_rss_mib
         ));
+    }
+    if let Some(d) = all.iter().find(|d| d.kind == "active-no-events" && d.n == sc.n) {
+        let extra = sc.process.peak_rss_mib - d.process.peak_rss_mib;
+        why.push_str(&format!(
+            " Scenario 1 with the operator denied writing Events (`{}`) peaked at {:.1} MiB",
+            d.id, d.process.peak_rss_mib
+        ));
+        if e > 0 && extra > 8.0 {
+            why.push_str(&format!(
+                ", so publishing Events costs about {extra:.0} MiB here, {:.1} KiB per published Event: something \
+                 keeps published Events (kube-runtime's `Recorder` caches every Event it published for 6 minutes, \
+                 to fold repeats into a series, unless each publish uses a fresh recorder)",
+                extra * 1024.0 / e as f64
+            ));
+            if let (Some(a), Some(b)) = (fig(sc, &["trackingPhaseCores"]), fig(d, &["trackingPhaseCores"])) {
+                why.push_str(&format!("; CPU while tracking: {a:.2} cores with Events, {b:.2} without"));
+            }
+        } else {
+            why.push_str(
+                ", so Events are not what costs the memory: it goes with the resources and the work in flight",
+            );
+        }
+        why.push('.');
     }
     why
 }
 
-const MEMORY_FIX: &str = "Publish Events without the long-lived cache: create `events.k8s.io/v1` Events with \
-    `Api::<Event>::create` (or build a `Recorder` per call, so its cache dies with the call). The controller already \
-    publishes only when something changed, so series aggregation buys nothing here. Publishing fewer Events helps as \
-    well: a terminal state produces two ('StatusChanged' and 'Succeeded'/'OperationFailed' in `publish_events`), one \
-    would do. Expected peak: about the figure of the run without Events.";
+const MEMORY_FIX: &str = "If publishing Events accounts for the difference: keep nothing per published Event (a \
+    fresh `Recorder` per publish, or `Api::<Event>::create`), and publish one Event per change. Otherwise look at the \
+    cached objects (the reflector keeps every resource with its status; `managedFields` and the last-applied \
+    annotation are already stripped) and at allocator fragmentation (compare a run with \
+    `--operator-env MALLOC_ARENA_MAX=2`).";
 
 fn throughput_why(sc: &ScenarioReport, cfg: &Cfg) -> String {
     let interval = cfg.poll.as_secs_f64();
@@ -158,7 +155,9 @@ pub fn explain(scenarios: &[ScenarioReport], cfg: &Cfg) -> Vec<Finding> {
                         "The operator used {:.2} cores on average ({:.1} CPU seconds over {:.0} s).",
                         sc.process.average_cores, sc.process.cpu_seconds, sc.process.wall_seconds
                     ),
-                    format!("Compare with the diagnostic run without Events; then profile. {MEMORY_FIX}"),
+                    "Compare the CPU of the sweep and of the tracking phase, and the diagnostic run without Events, to find the \
+                     phase that costs it; then profile that phase (e.g. `perf record -p PID`)."
+                        .to_string(),
                 ),
                 "ready" => (
                     format!(
@@ -197,25 +196,57 @@ pub fn explain(scenarios: &[ScenarioReport], cfg: &Cfg) -> Vec<Finding> {
                 THROUGHPUT_FIX.to_string(),
             ));
         }
-        if let Some(get) = api(sc, "GET secrets") {
-            let expiries = sc.process.wall_seconds / 10.0;
-            if sc.kind != "startup" && get.count > 3.0 * expiries.max(1.0) {
-                out.push(finding(
-                    sc,
-                    "observation",
-                    "Reads of the one credentials Secret",
-                    "about one per 10 s (SECRET_CACHE_TTL)",
-                    format!("{:.0} GETs in {:.0} s", get.count, sc.process.wall_seconds),
-                    "`Credentials::read_secret` (src/graph/auth.rs) caches a Secret for 10 s but has no single \
-                     flight: when the entry expires, every reconcile that runs meanwhile (up to \
-                     --max-concurrent-reconciles) reads the same Secret from the apiserver."
-                        .into(),
-                    "Hold a per-Secret async lock across the read (as `token` already does for token requests), or \
-                     serve Secrets from a watch-backed cache. Small cost today, grows with the reconcile concurrency."
-                        .into(),
-                ));
-            }
+        // The operator publishes one Event per Graph state change: fewer means some were lost.
+        // (The diagnostic run is denied Events on purpose.)
+        if sc.kind != "active-no-events" && sc.state_changes_seen > 0 && sc.events.writes < sc.state_changes_seen {
+            let missing = sc.state_changes_seen - sc.events.writes;
+            out.push(finding(
+                sc,
+                "observation",
+                "Events published",
+                "one per Graph state change",
+                format!(
+                    "{} Events for {} state changes: {missing} ({:.0} %) missing",
+                    sc.events.writes,
+                    sc.state_changes_seen,
+                    missing as f64 * 100.0 / sc.state_changes_seen as f64
+                ),
+                "Events that never reached the apiserver. If the operator queues Events for a background writer \
+                 (`src/events.rs`: one task writing one Event at a time, a bounded queue that drops new Events when \
+                 full, logged at debug only), a burst of state changes outruns the single writer: at the initial \
+                 sweep every resource produces one Event at the rate the reconciles write status."
+                    .into(),
+                "Write Events with some concurrency (e.g. 8 in flight) so the writer keeps pace with the status \
+                 writes, count drops in a metric (e.g. `pwreset_events_dropped_total`) and log them at warn, rate \
+                 limited. A larger queue alone only moves the point where they are dropped."
+                    .into(),
+            ));
         }
+    }
+    // Once for the whole run: the same code path in every scenario.
+    let reads: Vec<(String, f64, f64)> = scenarios
+        .iter()
+        .filter(|sc| sc.kind != "startup")
+        .filter_map(|sc| api(sc, "GET secrets").map(|g| (sc.id.clone(), g.count, sc.process.wall_seconds)))
+        .filter(|(_, count, wall)| *count > 3.0 * (wall / 10.0).max(1.0))
+        .collect();
+    if let Some(first) = scenarios.iter().find(|sc| reads.first().is_some_and(|r| r.0 == sc.id)) {
+        let measured =
+            reads.iter().map(|(id, count, wall)| format!("{id}: {count:.0} GETs in {wall:.0} s")).collect::<Vec<_>>();
+        out.push(finding(
+            first,
+            "observation",
+            "Reads of the one credentials Secret",
+            "about one per 10 s (SECRET_CACHE_TTL)",
+            measured.join("; "),
+            "The Secret is cached for 10 s, but when the entry expires every reconcile running meanwhile (up to \
+             --max-concurrent-reconciles) reads it again from the apiserver: no single flight in \
+             `Credentials::read_secret` (src/graph/auth.rs)."
+                .into(),
+            "Hold a per-Secret async lock across the read, or serve Secrets from a watch-backed cache. Small cost \
+             today, grows with the reconcile concurrency."
+                .into(),
+        ));
     }
     out
 }

@@ -196,8 +196,13 @@ pub fn markdown(r: &Report) -> String {
             );
         }
         if !sc.apiserver.is_empty() {
-            let calls: Vec<String> =
-                sc.apiserver.iter().map(|a| format!("{} ×{:.0} ({:.1} ms)", a.request, a.count, a.mean_ms)).collect();
+            let calls: Vec<String> = sc
+                .apiserver
+                .iter()
+                // A watch's duration is how long it stayed open, not a cost.
+                .filter(|a| !a.request.starts_with("WATCH"))
+                .map(|a| format!("{} ×{:.0} ({:.1} ms)", a.request, a.count, a.mean_ms))
+                .collect();
             let _ = writeln!(
                 s,
                 "| kube-apiserver requests, count (mean server time), setup included | {} |",

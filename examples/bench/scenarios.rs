@@ -114,6 +114,9 @@ pub struct ScenarioReport {
     pub process: Process,
     pub metrics: OpMetrics,
     pub events: EventCount,
+    /// Graph state changes the watch saw (the first state of a resource included): the
+    /// operator means to publish one Event for each.
+    pub state_changes_seen: u64,
     pub watch_restarts: u32,
     pub emulator_log_lost: u64,
     /// The emulator's own counters (`GET /_emulator/stats`), independent of its log.
@@ -313,7 +316,7 @@ fn rss_check(n: usize, p: &Process) -> Check {
     )
 }
 
-fn process_rows(p: &Process, m: &OpMetrics, events: &EventCount, n: usize) -> Vec<(String, String)> {
+fn process_rows(p: &Process, m: &OpMetrics, events: &EventCount, changes: u64, n: usize) -> Vec<(String, String)> {
     vec![
         ("Operator start → /readyz 200".into(), format!("{:.2} s", p.ready_seconds)),
         (
@@ -353,7 +356,7 @@ fn process_rows(p: &Process, m: &OpMetrics, events: &EventCount, n: usize) -> Ve
         (
             "Event writes (events.k8s.io, creates + series patches)".into(),
             format!(
-                "{} in {} Events = {:.2} per resource",
+                "{} in {} Events = {:.2} per resource (Graph state changes seen: {changes})",
                 events.writes,
                 events.events,
                 events.writes as f64 / n.max(1) as f64
@@ -556,6 +559,7 @@ pub async fn active(cfg: &Cfg, n: usize, no_events: bool) -> anyhow::Result<Scen
     let log = collector.finish().await?;
     let restarts = recorder.restarts();
     let tracks = recorder.finish();
+    let state_changes_seen: u64 = tracks.iter().map(|t| t.states.len() as u64).sum();
     let events = cluster::count_events(&w.client, NS).await?;
     let emulator_stats = w.emu.stats().await?;
     let apiserver = cluster::apiserver_requests(&w.client).await.unwrap_or_default();
@@ -725,7 +729,7 @@ pub async fn active(cfg: &Cfg, n: usize, no_events: bool) -> anyhow::Result<Scen
         ),
         ("Operator CPU while tracking (clock start → all finished)".into(), format!("{tracking_cores:.3} cores")),
     ];
-    rows.extend(process_rows(&process, &metrics, &events, n));
+    rows.extend(process_rows(&process, &metrics, &events, state_changes_seen, n));
 
     let mut checks = vec![
         check(
@@ -801,6 +805,7 @@ pub async fn active(cfg: &Cfg, n: usize, no_events: bool) -> anyhow::Result<Scen
         process,
         metrics,
         events,
+        state_changes_seen,
         watch_restarts: restarts,
         emulator_log_lost: log.lost,
         emulator_stats,
@@ -888,6 +893,7 @@ pub async fn startup(cfg: &Cfg, n: usize) -> anyhow::Result<ScenarioReport> {
     let log = collector.finish().await?;
     let restarts = recorder.restarts();
     let tracks = recorder.finish();
+    let state_changes_seen: u64 = tracks.iter().map(|t| t.states.len() as u64).sum();
     let events = cluster::count_events(&w.client, NS).await?;
     let emulator_stats = w.emu.stats().await?;
     let apiserver = cluster::apiserver_requests(&w.client).await.unwrap_or_default();
@@ -924,7 +930,7 @@ pub async fn startup(cfg: &Cfg, n: usize) -> anyhow::Result<ScenarioReport> {
         ("Status writes".into(), format!("{writes} (watch), {} (/metrics)", metrics.status_writes)),
         ("Observed for".into(), format!("{:.0} s after ready", process.wall_seconds - ready)),
     ];
-    rows.extend(process_rows(&process, &metrics, &events, n));
+    rows.extend(process_rows(&process, &metrics, &events, state_changes_seen, n));
     let checks = vec![
         check("ready", "Start → /readyz 200", "≤ 5 s", format!("{ready:.2} s"), Some(ready <= 5.0)),
         check(
@@ -955,6 +961,7 @@ pub async fn startup(cfg: &Cfg, n: usize) -> anyhow::Result<ScenarioReport> {
         process,
         metrics,
         events,
+        state_changes_seen,
         watch_restarts: restarts,
         emulator_log_lost: log.lost,
         emulator_stats,
@@ -1011,7 +1018,8 @@ pub async fn steady(cfg: &Cfg, n: usize) -> anyhow::Result<ScenarioReport> {
     process.ready_seconds = ready;
     let log = collector.finish().await?;
     let restarts = recorder.restarts();
-    let _tracks: Vec<Track> = recorder.finish();
+    let tracks: Vec<Track> = recorder.finish();
+    let state_changes_seen: u64 = tracks.iter().map(|t| t.states.len() as u64).sum();
     let events = cluster::count_events(&w.client, NS).await?;
     let emulator_stats = w.emu.stats().await?;
     let apiserver = cluster::apiserver_requests(&w.client).await.unwrap_or_default();
@@ -1100,7 +1108,7 @@ pub async fn steady(cfg: &Cfg, n: usize) -> anyhow::Result<ScenarioReport> {
             ),
         ),
     ];
-    rows.extend(process_rows(&process, &metrics, &events, n));
+    rows.extend(process_rows(&process, &metrics, &events, state_changes_seen, n));
     let checks = vec![
         check(
             "steady-gets",
@@ -1133,6 +1141,7 @@ pub async fn steady(cfg: &Cfg, n: usize) -> anyhow::Result<ScenarioReport> {
         process,
         metrics,
         events,
+        state_changes_seen,
         watch_restarts: restarts,
         emulator_log_lost: log.lost,
         emulator_stats,
