@@ -77,7 +77,7 @@ impl Context {
         settings: Settings,
     ) -> Self {
         let reporter = Reporter { controller: "pwreset-operator".into(), instance: std::env::var("POD_NAME").ok() };
-        let events = EventPublisher::start(kube.clone(), reporter);
+        let events = EventPublisher::start(kube.clone(), reporter, metrics.clone());
         Context { kube, graph, credentials, limiter, events, metrics, settings, failures: Mutex::default() }
     }
 

@@ -55,6 +55,7 @@ pub struct Metrics {
     throttled: Family<TenantLabels, Counter>,
     tenant_rate: Family<TenantLabels, Gauge<f64, AtomicU64>>,
     token_requests: Family<GraphLabels, Counter>,
+    events_dropped: Counter,
     states: Arc<OnceLock<StateCounter>>,
 }
 
@@ -102,6 +103,12 @@ impl Default for Metrics {
             "Requests to the token endpoint, by tenant and outcome code",
             token_requests.clone(),
         );
+        let events_dropped = Counter::default();
+        registry.register(
+            "events_dropped",
+            "Kubernetes Events not written because the event queue was full",
+            events_dropped.clone(),
+        );
         let states: Arc<OnceLock<StateCounter>> = Arc::default();
         registry.register_collector(Box::new(StatesCollector(states.clone())));
         Metrics {
@@ -114,6 +121,7 @@ impl Default for Metrics {
             throttled,
             tenant_rate,
             token_requests,
+            events_dropped,
             states,
         }
     }
@@ -147,6 +155,10 @@ impl Metrics {
 
     pub fn token_request(&self, tenant: &str, outcome: &str) {
         self.token_requests.get_or_create(&GraphLabels { tenant: tenant.into(), code: outcome.into() }).inc();
+    }
+
+    pub fn event_dropped(&self) {
+        self.events_dropped.inc();
     }
 
     /// Sets where `pwreset_operations{state}` comes from (once, when the cache exists).
