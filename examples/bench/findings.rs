@@ -211,10 +211,12 @@ pub fn explain(scenarios: &[ScenarioReport], cfg: &Cfg) -> Vec<Finding> {
                     sc.state_changes_seen,
                     missing as f64 * 100.0 / sc.state_changes_seen as f64
                 ),
-                "Events that never reached the apiserver. If the operator queues Events for a background writer \
-                 (`src/events.rs`: one task writing one Event at a time, a bounded queue that drops new Events when \
-                 full, logged at debug only), a burst of state changes outruns the single writer: at the initial \
-                 sweep every resource produces one Event at the rate the reconciles write status."
+                "Events that never reached the apiserver. `src/events.rs` queues Events for one background task \
+                 that writes one Event at a time; its bounded queue (4096) drops new Events when full and says so \
+                 only at debug level. At the initial sweep every resource produces an Event at the rate the \
+                 reconciles write status, faster than one writer posts them. To see the drops, run with \
+                 `--operator-env RUST_LOG=warn,pwreset_operator::events=debug` and count 'event queue full' in \
+                 target/bench/<scenario>/operator.log."
                     .into(),
                 "Write Events with some concurrency (e.g. 8 in flight) so the writer keeps pace with the status \
                  writes, count drops in a metric (e.g. `pwreset_events_dropped_total`) and log them at warn, rate \
