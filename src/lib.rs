@@ -1,18 +1,30 @@
 //! pwreset-operator: mirrors Microsoft Entra ID password-reset operations
 //! (Graph `longRunningOperation`) into `PasswordResetOperation` custom resources.
+//!
+//! Where things are: `api` (the CRD types), `reason` and `conditions` (the vocabulary),
+//! `decide` (every decision, pure), `reconcile` (the I/O shell around it), `controller`
+//! (the watch and housekeeping), `graph` (Graph client, limiter, gateway), `credentials`,
+//! `metrics`, `events`, and the process around them (`leader`, `shard`, `server`, `telemetry`).
 
 pub mod api;
+pub mod cli;
 pub mod conditions;
 pub mod controller;
+pub mod credentials;
+pub mod decide;
 pub mod duration;
 pub mod emulator;
 pub mod events;
 pub mod graph;
 pub mod leader;
 pub mod metrics;
+pub mod reason;
+pub mod reconcile;
+pub mod run;
 pub mod server;
 pub mod shard;
 pub mod telemetry;
+pub mod text;
 
 /// Installs rustls' process-wide crypto provider (ring) once. reqwest is built without a
 /// provider of its own so that the binary carries a single TLS stack, shared with kube.

@@ -24,6 +24,7 @@ impl Health {
 
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::SeqCst);
+        self.metrics.set_ready(ready);
     }
 }
 

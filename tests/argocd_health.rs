@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use mlua::{Lua, LuaOptions, LuaSerdeExt, SerializeOptions, StdLib, Table};
 use pwreset_operator::conditions::{Phase, conditions_for};
+use pwreset_operator::reason::{Kind, Reason};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -120,15 +121,18 @@ fn argocd_cm_snippet_carries_the_same_script() {
 fn conditions_the_operator_writes_map_to_the_right_health() {
     let script = script();
     let now = Time(jiff::Timestamp::from_second(1_800_000_000).unwrap());
-    let cases = [
-        (Phase::progressing("WaitingForGraph", "Waiting for Graph"), "Progressing"),
-        (Phase::progressing("Throttled", "Graph throttled the tenant"), "Progressing"),
-        (Phase::blocked("CredentialsSecretNotFound", "Secret team-a/graph-credentials not found"), "Degraded"),
-        (Phase::Succeeded { message: "The password reset succeeded".into() }, "Healthy"),
-        (Phase::failed("OperationFailed", "The password reset failed"), "Degraded"),
-        (Phase::failed("DeadlineExceeded", "activeDeadlineSeconds passed"), "Degraded"),
-    ];
+    // Every reason the operator can write, with the health its kind must show.
+    let cases = Reason::ALL.iter().map(|&reason| {
+        let want = match reason.kind() {
+            Kind::Progressing => "Progressing",
+            Kind::Blocked | Kind::Failed => "Degraded",
+            Kind::Succeeded => "Healthy",
+        };
+        (Phase::new(reason, format!("what happened: {reason}")), want)
+    });
+    let mut checked = 0;
     for (phase, want) in cases {
+        checked += 1;
         let conditions = conditions_for(&phase, Some(3), &now, &[]);
         let obj = json!({
             "apiVersion": "pwreset.dev/v1alpha1",
@@ -139,7 +143,7 @@ fn conditions_the_operator_writes_map_to_the_right_health() {
         });
         let (status, message) = health(&script, &obj).unwrap();
         assert_eq!(status, want, "{phase:?}");
-        assert_eq!(message, phase.message(), "the condition's message is shown");
+        assert_eq!(message, phase.message, "the condition's message is shown");
 
         // The same status, written for an older generation: not settled yet.
         let mut behind = obj.clone();
@@ -151,6 +155,8 @@ fn conditions_the_operator_writes_map_to_the_right_health() {
         deleting["metadata"]["deletionTimestamp"] = json!("2027-01-15T08:00:00Z");
         assert_eq!(health(&script, &deleting).unwrap().0, "Progressing");
     }
+    assert_eq!(checked, Reason::ALL.len());
+    assert!(checked > 20, "every reason is checked, not a sample");
 }
 
 #[test]

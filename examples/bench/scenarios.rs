@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use pwreset_operator::conditions::{self, Phase};
+use pwreset_operator::reason::Reason;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom as _;
 use rand::{Rng as _, SeedableRng as _};
@@ -819,12 +820,12 @@ pub async fn active(cfg: &Cfg, n: usize, no_events: bool) -> anyhow::Result<Scen
 
 fn terminal_status(i: usize, failed: bool, finished_ms: i64) -> Value {
     let phase = if failed {
-        Phase::failed(
-            "OperationFailed",
+        Phase::new(
+            Reason::OperationFailed,
             "The password reset failed: The password does not meet the complexity requirements.",
         )
     } else {
-        Phase::Succeeded { message: "The password reset succeeded".into() }
+        Phase::new(Reason::Succeeded, "The password reset succeeded")
     };
     let at = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
         jiff::Timestamp::from_millisecond(finished_ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH),

@@ -7,9 +7,10 @@ use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use url::Url;
 
-use super::auth::SecretString;
 use super::model::{ErrorBody, LongRunningOperation};
+use crate::credentials::SecretString;
 use crate::metrics::Metrics;
+use crate::text::{error_chain, truncate};
 
 /// Answers larger than this are refused unread: an operation is a few hundred bytes.
 const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -92,36 +93,9 @@ impl GraphClient {
         &self.root
     }
 
-    /// The URL to GET. A Location on any other scheme, host or port than the configured
-    /// Graph root is refused: the bearer token is only ever sent to that host.
+    /// The URL to GET (see [`operation_url`]).
     pub fn operation_url(&self, op: &OperationRef<'_>) -> Result<Url, GraphError> {
-        match op {
-            OperationRef::ById { user, operation } => {
-                let mut url = self.root.clone();
-                url.path_segments_mut()
-                    .map_err(|()| GraphError::new(GraphErrorKind::Rejected, "the Graph URL cannot carry a path"))?
-                    .pop_if_empty()
-                    .extend(["v1.0", "users", user, "authentication", "operations", operation]);
-                Ok(url)
-            }
-            OperationRef::Location(location) => {
-                let url = Url::parse(location).map_err(|e| {
-                    GraphError::new(GraphErrorKind::ForeignHost, format!("location is not a valid URL: {e}"))
-                })?;
-                if url.origin() != self.root.origin() {
-                    return Err(GraphError::new(
-                        GraphErrorKind::ForeignHost,
-                        format!(
-                            "location points to {}, but this operator only sends credentials to {}; \
-                             no request was made",
-                            url.origin().ascii_serialization(),
-                            self.root.origin().ascii_serialization()
-                        ),
-                    ));
-                }
-                Ok(url)
-            }
-        }
+        operation_url(&self.root, op)
     }
 
     /// GET the operation. `tenant` labels the metrics.
@@ -209,19 +183,36 @@ fn transport_error(e: reqwest::Error) -> GraphError {
     GraphError::new(kind, format!("the request to Graph {what}: {}", error_chain(&e)))
 }
 
-/// The error and its sources on one line, e.g. "error sending request: connection refused".
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
+/// The URL to GET. A Location on any other scheme, host or port than the configured
+/// Graph root is refused: the bearer token is only ever sent to that host.
+pub fn operation_url(root: &Url, op: &OperationRef<'_>) -> Result<Url, GraphError> {
+    match op {
+        OperationRef::ById { user, operation } => {
+            let mut url = root.clone();
+            url.path_segments_mut()
+                .map_err(|()| GraphError::new(GraphErrorKind::Rejected, "the Graph URL cannot carry a path"))?
+                .pop_if_empty()
+                .extend(["v1.0", "users", user, "authentication", "operations", operation]);
+            Ok(url)
         }
-        source = s.source();
+        OperationRef::Location(location) => {
+            let url = Url::parse(location).map_err(|e| {
+                GraphError::new(GraphErrorKind::ForeignHost, format!("location is not a valid URL: {e}"))
+            })?;
+            if url.origin() != root.origin() {
+                return Err(GraphError::new(
+                    GraphErrorKind::ForeignHost,
+                    format!(
+                        "location points to {}, but this operator only sends credentials to {}; \
+                         no request was made",
+                        url.origin().ascii_serialization(),
+                        root.origin().ascii_serialization()
+                    ),
+                ));
+            }
+            Ok(url)
+        }
     }
-    out
 }
 
 async fn read_bounded(mut response: reqwest::Response) -> Result<Vec<u8>, GraphError> {
@@ -269,17 +260,6 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let date = jiff::fmt::rfc2822::parse(value).ok()?.timestamp();
     let wait = date.duration_since(jiff::Timestamp::now());
     Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 #[cfg(test)]

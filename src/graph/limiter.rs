@@ -35,6 +35,8 @@ struct Bucket {
     lowered_at: Option<Instant>,
     /// When the rate was last changed (lowered or raised).
     adjusted_at: Instant,
+    /// When a request last asked for this tenant: idle tenants are forgotten.
+    used_at: Instant,
 }
 
 pub struct TenantLimiter {
@@ -62,6 +64,7 @@ impl TenantLimiter {
                     paused_until: None,
                     lowered_at: None,
                     adjusted_at: Instant::now(),
+                    used_at: Instant::now(),
                 }))
             })
             .clone()
@@ -74,6 +77,7 @@ impl TenantLimiter {
             let wait = {
                 let mut b = bucket.lock().unwrap();
                 let now = Instant::now();
+                b.used_at = now;
                 match b.paused_until {
                     Some(until) if until > now => until - now,
                     _ => {
@@ -132,6 +136,35 @@ impl TenantLimiter {
         }
     }
 
+    /// Forgets tenants nobody asked for within `idle`, unless they still remember throttling
+    /// (a pause or a lowered rate): a retired tenant leaves no bucket and no metric series.
+    pub fn sweep(&self, idle: Duration) {
+        let now = Instant::now();
+        let mut removed = Vec::new();
+        self.buckets.lock().unwrap().retain(|tenant, bucket| {
+            let b = bucket.lock().unwrap();
+            let quiet = now.duration_since(b.used_at) >= idle;
+            let calm = b.paused_until.is_none_or(|p| p <= now) && b.rate >= self.limits.rate;
+            let keep = !(quiet && calm);
+            if !keep {
+                removed.push(tenant.clone());
+            }
+            keep
+        });
+        for tenant in removed {
+            self.metrics.forget_tenant(&tenant);
+        }
+    }
+
+    /// Tenants with a bucket, for `pwreset_cache_entries`.
+    pub fn len(&self) -> usize {
+        self.buckets.lock().unwrap().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The rate currently allowed for `tenant`.
     pub fn current_rate(&self, tenant: &str) -> f64 {
         self.bucket(tenant).lock().unwrap().rate
@@ -185,5 +218,22 @@ mod tests {
         tokio::time::advance(Duration::from_secs(60)).await;
         l.succeeded("a");
         assert_eq!(l.current_rate("a"), 10.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_tenants_are_forgotten_unless_they_still_remember_throttling() {
+        let l = limiter(10.0, 10.0);
+        l.acquire("quiet").await;
+        l.acquire("throttled").await;
+        l.throttled("throttled", Some(Duration::from_secs(600)));
+        l.acquire("busy").await;
+        l.sweep(Duration::from_secs(60));
+        assert_eq!(l.len(), 3, "nothing is idle yet");
+        tokio::time::advance(Duration::from_secs(61)).await;
+        l.acquire("busy").await;
+        l.sweep(Duration::from_secs(60));
+        let mut left: Vec<String> = l.buckets.lock().unwrap().keys().cloned().collect();
+        left.sort();
+        assert_eq!(left, ["busy", "throttled"]);
     }
 }

@@ -1,11 +1,13 @@
-//! Microsoft Graph: the operation model, the HTTP client, credentials and national clouds.
+//! Microsoft Graph: the operation model, the HTTP client, the per-tenant limiter, national
+//! clouds, and the gateway: the one API the controller calls to read an operation.
 
-pub mod auth;
 pub mod client;
 pub mod cloud;
+pub mod gateway;
 pub mod limiter;
 pub mod model;
 
-pub use client::{GraphClient, GraphError, GraphErrorKind};
+pub use client::{GraphClient, GraphError, GraphErrorKind, OperationRef};
 pub use cloud::Cloud;
+pub use gateway::{Graph, Outcome};
 pub use model::{LongRunningOperation, OperationState};

@@ -1,0 +1,150 @@
+//! The `pwreset-operator` command line: subcommands and flags (each flag also reads
+//! `PWRESET_<FLAG>` from the environment).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use tracing::error;
+use url::Url;
+
+use crate::graph::Cloud;
+use crate::telemetry::{self, LogFormat};
+use crate::{api, duration, install_crypto_provider};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "pwreset-operator",
+    version,
+    about = "Mirrors Microsoft Entra ID password-reset operations into PasswordResetOperation resources"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the operator (uses the kubeconfig or the in-cluster service account).
+    Run(Box<RunArgs>),
+    /// Print the CustomResourceDefinition as YAML.
+    Crd,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// National cloud: sets the Graph root and the token authority together.
+    #[arg(long, env = "PWRESET_CLOUD", value_enum, default_value_t = Cloud::Global)]
+    pub cloud: Cloud,
+
+    /// Graph root URL, overriding the cloud's (e.g. a Graph emulator: http://127.0.0.1:8080).
+    #[arg(long, env = "PWRESET_GRAPH_URL")]
+    pub graph_url: Option<Url>,
+
+    /// Token authority URL, overriding the cloud's (e.g. a Graph emulator).
+    #[arg(long, env = "PWRESET_LOGIN_URL")]
+    pub login_url: Option<Url>,
+
+    /// The only directory a Secret's federatedTokenFile may point into.
+    #[arg(long, env = "PWRESET_FEDERATED_TOKEN_DIR", default_value = "/var/run/secrets/azure/tokens")]
+    pub federated_token_dir: std::path::PathBuf,
+
+    /// Graph requests per second allowed per tenant (shared by all its resources); lowered
+    /// automatically while Graph throttles, then slowly raised back.
+    #[arg(long, env = "PWRESET_TENANT_RATE", default_value_t = 50.0, value_parser = positive_f64)]
+    pub tenant_rate: f64,
+
+    /// Graph requests a tenant may send at once after a quiet period.
+    #[arg(long, env = "PWRESET_TENANT_BURST", default_value_t = 100.0, value_parser = positive_f64)]
+    pub tenant_burst: f64,
+
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "PWRESET_NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// Secret name used by resources that set no spec.credentialsSecretRef (read from the
+    /// resource's own namespace).
+    #[arg(long, env = "PWRESET_DEFAULT_CREDENTIALS_SECRET")]
+    pub default_credentials_secret: Option<String>,
+
+    /// Default poll interval while an operation runs (spec.pollInterval overrides it).
+    #[arg(long, env = "PWRESET_POLL_INTERVAL", default_value = "15s", value_parser = duration::parse)]
+    pub poll_interval: Duration,
+
+    /// How long Graph may answer 404 for an operation before it counts as not found.
+    #[arg(long, env = "PWRESET_NOT_FOUND_GRACE", default_value = "2m", value_parser = duration::parse)]
+    pub not_found_grace: Duration,
+
+    /// Resources reconciled at the same time.
+    #[arg(long, env = "PWRESET_MAX_CONCURRENT_RECONCILES", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_concurrent_reconciles: u16,
+
+    /// Timeout of one Graph request.
+    #[arg(long, env = "PWRESET_GRAPH_TIMEOUT", default_value = "30s", value_parser = duration::parse)]
+    pub graph_timeout: Duration,
+
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "PWRESET_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+
+    /// Log format.
+    #[arg(long, env = "PWRESET_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Elect a leader among replicas with a coordination.k8s.io Lease; only the leader works.
+    #[arg(long, env = "PWRESET_LEADER_ELECT")]
+    pub leader_elect: bool,
+
+    /// Namespace of the Lease (default: the pod's namespace from POD_NAMESPACE).
+    #[arg(long, env = "PWRESET_LEADER_ELECTION_NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
+
+    /// Name of the Lease.
+    #[arg(long, env = "PWRESET_LEADER_ELECTION_LEASE_NAME", default_value = "pwreset-operator")]
+    pub leader_election_lease_name: String,
+
+    /// How long a Lease stays valid without renewal; a follower takes over after it.
+    #[arg(long, env = "PWRESET_LEADER_ELECTION_LEASE_DURATION", default_value = "15s", value_parser = duration::parse)]
+    pub leader_election_lease_duration: Duration,
+
+    /// Credentials, tokens and tenants nobody used for this long are forgotten (memory
+    /// stays bounded as Secrets and tenants come and go).
+    #[arg(long, env = "PWRESET_CACHE_IDLE", default_value = "10m", value_parser = duration::parse)]
+    pub cache_idle: Duration,
+
+    /// This replica's shard (0-based) when sharding with --total-shards.
+    #[arg(long, env = "PWRESET_SHARD", default_value_t = 0)]
+    pub shard: u32,
+
+    /// Number of shards; each replica owns the resources whose UID hashes to its shard.
+    #[arg(long, env = "PWRESET_TOTAL_SHARDS", default_value_t = 1)]
+    pub total_shards: u32,
+}
+
+fn positive_f64(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a positive number")),
+    }
+}
+
+/// Parses the command line and runs the subcommand.
+pub fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crd => {
+            print!("{}", api::crd_yaml());
+            Ok(())
+        }
+        Command::Run(args) => {
+            telemetry::init(args.log_format);
+            install_crypto_provider();
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let result = runtime.block_on(crate::run::run(*args));
+            if let Err(e) = &result {
+                error!(error = format!("{e:#}"), "pwreset-operator stopped");
+            }
+            result
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! The Microsoft Entra token endpoint: one form-encoded POST per grant.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tracing::{debug, warn};
+
+use super::credential::{AuthSettings, Credential, SecretString, read_token_file};
+use super::error::CredentialError;
+use crate::metrics::Metrics;
+use crate::text::error_chain;
+
+const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// Lifetime assumed when the answer does not say (Entra's usual).
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(3599);
+
+/// What a successful token request gives.
+pub struct Grant {
+    pub access_token: SecretString,
+    pub lifetime: Duration,
+    /// Entra returns a new refresh token with every refresh-token grant.
+    pub refresh_token: Option<SecretString>,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<serde_json::Value>,
+    #[serde(default)]
+    refresh_token: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct TokenErrorResponse {
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    error_description: Option<String>,
+}
+
+pub struct TokenEndpoint {
+    http: reqwest::Client,
+    settings: AuthSettings,
+    metrics: Arc<Metrics>,
+}
+
+impl TokenEndpoint {
+    pub fn new(http: reqwest::Client, settings: AuthSettings, metrics: Arc<Metrics>) -> Self {
+        TokenEndpoint { http, settings, metrics }
+    }
+
+    pub fn settings(&self) -> &AuthSettings {
+        &self.settings
+    }
+
+    /// One token request for `credential` (never a static token). `source_name` names
+    /// where the credential came from in errors; `tenant` labels the metrics.
+    pub async fn request(
+        &self,
+        source_name: &str,
+        credential: &Credential,
+        tenant: &str,
+    ) -> Result<Grant, CredentialError> {
+        let app_scope = format!("{}/.default", self.settings.scope_root);
+        let delegated_scope = format!("{}/UserAuthenticationMethod.Read.All offline_access", self.settings.scope_root);
+        let mut form: Vec<(&str, String)> = Vec::new();
+        let (tenant_id, client_id) = match credential {
+            Credential::Static(_) => unreachable!("static tokens need no request"),
+            Credential::Refresh { tenant, client_id, client_secret, refresh_token, scope } => {
+                form.push(("grant_type", "refresh_token".into()));
+                form.push(("refresh_token", refresh_token.expose().into()));
+                form.push(("scope", scope.clone().unwrap_or(delegated_scope)));
+                if let Some(secret) = client_secret {
+                    form.push(("client_secret", secret.expose().into()));
+                }
+                (tenant, client_id)
+            }
+            Credential::ClientSecret { tenant, client_id, client_secret, scope } => {
+                form.push(("grant_type", "client_credentials".into()));
+                form.push(("client_secret", client_secret.expose().into()));
+                form.push(("scope", scope.clone().unwrap_or(app_scope)));
+                (tenant, client_id)
+            }
+            Credential::Federated { tenant, client_id, token_file, scope } => {
+                // Projected tokens rotate: read the file for every request.
+                let assertion = read_token_file(token_file, &self.settings.federated_token_dir)
+                    .map_err(|problem| CredentialError::Invalid { source_name: source_name.into(), problem })?;
+                form.push(("grant_type", "client_credentials".into()));
+                form.push(("client_assertion_type", CLIENT_ASSERTION_TYPE.into()));
+                form.push(("client_assertion", assertion));
+                form.push(("scope", scope.clone().unwrap_or(app_scope)));
+                (tenant, client_id)
+            }
+        };
+        form.push(("client_id", client_id.clone()));
+        let endpoint_error =
+            |message: String| CredentialError::TokenEndpoint { source_name: source_name.into(), message };
+
+        let mut url = self.settings.login_url.clone();
+        url.path_segments_mut()
+            .map_err(|()| endpoint_error("--login-url cannot carry a path".into()))?
+            .pop_if_empty()
+            .extend([tenant_id.as_str(), "oauth2", "v2.0", "token"]);
+        let response = self
+            .http
+            .post(url)
+            .header("client-request-id", uuid::Uuid::new_v4().to_string())
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| {
+                self.metrics.token_request(tenant, "none");
+                endpoint_error(error_chain(&e))
+            })?;
+        let status = response.status();
+        let body = response.bytes().await.unwrap_or_default();
+        if !status.is_success() {
+            let err: TokenErrorResponse = serde_json::from_slice(&body).unwrap_or_default();
+            let code = err.error.unwrap_or_else(|| format!("HTTP {}", status.as_u16()));
+            self.metrics.token_request(tenant, &code);
+            // AADSTS descriptions carry codes and trace ids, never the submitted secrets.
+            let description = err.error_description.unwrap_or_default().lines().next().unwrap_or("").to_string();
+            warn!(source = %source_name, code = %code, "token request refused");
+            let source_name = source_name.to_string();
+            return Err(match code.as_str() {
+                "invalid_grant" | "interaction_required" if matches!(credential, Credential::Refresh { .. }) => {
+                    CredentialError::ReauthenticationRequired { source_name, code }
+                }
+                "invalid_grant"
+                | "invalid_client"
+                | "unauthorized_client"
+                | "invalid_scope"
+                | "invalid_request"
+                | "interaction_required" => CredentialError::ClientRejected { source_name, code, description },
+                _ => CredentialError::TokenEndpoint { source_name, message: format!("{code}: {description}") },
+            });
+        }
+        let parsed: TokenResponse = serde_json::from_slice(&body)
+            .map_err(|e| endpoint_error(format!("the token endpoint's answer is not valid: {e}")))?;
+        self.metrics.token_request(tenant, "ok");
+        let lifetime = parsed
+            .expires_in
+            .as_ref()
+            .and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
+            .map(Duration::from_secs)
+            .unwrap_or(DEFAULT_LIFETIME);
+        debug!(source = %source_name, lifetime_s = lifetime.as_secs(), "access token obtained");
+        Ok(Grant {
+            access_token: SecretString::new(parsed.access_token),
+            lifetime,
+            refresh_token: parsed.refresh_token.map(SecretString::new),
+        })
+    }
+}

@@ -1,0 +1,369 @@
+//! The I/O shell around the decisions: gather the inputs, ask `decide`, write status only if
+//! it changed, publish events, perform effects, requeue. Nothing here decides what a Graph
+//! answer means.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use rand::Rng;
+use serde_json::{Value, json};
+use tracing::{debug, info, warn};
+use url::Url;
+
+use crate::api::PasswordResetOperationStatus;
+use crate::conditions;
+use crate::controller::{Context, Error, Pro};
+use crate::decide::{self, Effect, Input, Jitter, Requeue, Start};
+use crate::graph::Outcome;
+use crate::reason::Reason;
+
+/// If Graph answers the first poll within this time, the first status write carries both
+/// the conditions and Graph's state; otherwise the conditions (`WaitingForGraph`) are
+/// written when it passes, so GitOps tools never take a fresh resource for a healthy one.
+pub const FIRST_ANSWER_BOUND: Duration = Duration::from_secs(2);
+/// Requeue after an apiserver write conflict: our cache is behind; it catches up quickly.
+const CONFLICT_REQUEUE: Duration = Duration::from_secs(1);
+
+/// One reconcile, counted once in the metrics whatever its end.
+pub async fn reconcile(obj: Arc<Pro>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_inner(&obj, &ctx).await;
+    let (reason, ok) = match &result {
+        Ok((_, reason)) => (*reason, true),
+        Err(_) => (Some(Reason::KubernetesApiError), false),
+    };
+    ctx.metrics.reconciled(reason, ok, started.elapsed());
+    result.map(|(action, _)| action)
+}
+
+/// A reconcile that failed on the Kubernetes API: retry with the same backoff as Graph errors.
+pub fn error_policy(obj: Arc<Pro>, error: &Error, ctx: Arc<Context>) -> Action {
+    let failures = ctx.failures(&obj).saturating_add(1);
+    ctx.set_failures(&obj, failures);
+    warn!(namespace = obj.namespace().unwrap_or_default(), name = %obj.name_any(), error = %error, "reconcile failed; retrying");
+    to_action(Requeue::After { wait: decide::backoff(failures), jitter: Jitter::Backoff })
+}
+
+pub(crate) async fn reconcile_inner(obj: &Pro, ctx: &Context) -> Result<(Action, Option<Reason>), Error> {
+    if obj.meta().deletion_timestamp.is_some() {
+        return Ok((Action::await_change(), None));
+    }
+    let status = obj.status.clone().unwrap_or_default();
+    let namespace = obj.namespace().unwrap_or_default();
+    let mut input = Input {
+        namespace: &namespace,
+        secret: obj.secret_name().or(ctx.settings.default_credentials_secret.as_deref()),
+        spec: &obj.spec,
+        generation: obj.metadata.generation,
+        created: obj.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        status: &status,
+        now: Timestamp::now(),
+        failures: ctx.failures(obj),
+        policy: &ctx.policy,
+    };
+    let mut current = status.clone();
+    let mut resource_version = obj.resource_version();
+    let decision = match decide::start(&input) {
+        Start::Decided(decision) => decision,
+        Start::Poll { url, waiting } => {
+            let outcome = match read(obj, ctx, &input, &url, waiting, &mut current, &mut resource_version).await? {
+                Some(outcome) => outcome,
+                None => return Ok((Action::requeue(CONFLICT_REQUEUE), None)),
+            };
+            input.now = Timestamp::now();
+            decide::after(&input, &current, &outcome)
+        }
+    };
+
+    if decision.status != current {
+        if write_status(obj, &current, &decision.status, resource_version.as_deref(), ctx).await?.is_none() {
+            return Ok((Action::requeue(CONFLICT_REQUEUE), decision.reason));
+        }
+        for event in decision.events {
+            ctx.events.publish(event.to_event(), obj.object_ref(&()));
+        }
+    }
+    for effect in &decision.effects {
+        match effect {
+            Effect::Delete => delete(obj, ctx).await?,
+        }
+    }
+    ctx.set_failures(obj, decision.failures);
+    Ok((to_action(decision.requeue), decision.reason))
+}
+
+/// Reads the operation; if Graph is slower than [`FIRST_ANSWER_BOUND`] and conditions are
+/// due, writes them meanwhile (updating `current` and `resource_version`). None: that write
+/// conflicted, our view is stale.
+async fn read(
+    obj: &Pro,
+    ctx: &Context,
+    input: &Input<'_>,
+    url: &Url,
+    waiting: Option<PasswordResetOperationStatus>,
+    current: &mut PasswordResetOperationStatus,
+    resource_version: &mut Option<String>,
+) -> Result<Option<Outcome>, Error> {
+    let read = ctx.graph.read_operation(input.namespace, input.secret, url);
+    let Some(waiting) = waiting else { return Ok(Some(read.await)) };
+    tokio::pin!(read);
+    tokio::select! {
+        outcome = &mut read => return Ok(Some(outcome)),
+        () = tokio::time::sleep(FIRST_ANSWER_BOUND) => {}
+    }
+    match write_status(obj, current, &waiting, resource_version.as_deref(), ctx).await? {
+        Some(rv) => {
+            *resource_version = Some(rv);
+            *current = waiting;
+        }
+        None => return Ok(None),
+    }
+    Ok(Some(read.await))
+}
+
+fn to_action(requeue: Requeue) -> Action {
+    match requeue {
+        Requeue::Never => Action::await_change(),
+        Requeue::After { wait, jitter } => Action::requeue(wait + jitter_for(wait, jitter)),
+    }
+}
+
+fn jitter_for(wait: Duration, jitter: Jitter) -> Duration {
+    let max = match jitter {
+        Jitter::None => return Duration::ZERO,
+        Jitter::Spread => (wait / 20).min(Duration::from_millis(500)),
+        Jitter::Backoff => wait.mul_f64(0.2),
+        Jitter::RetryAfter => Duration::from_millis(250),
+    };
+    if max.is_zero() { Duration::ZERO } else { max.mul_f64(rand::rng().random_range(0.0..1.0)) }
+}
+
+async fn delete(obj: &Pro, ctx: &Context) -> Result<(), Error> {
+    let api: Api<Pro> = Api::namespaced(ctx.kube.clone(), &obj.namespace().unwrap_or_default());
+    // The uid precondition: never delete a new resource that took the same name.
+    let params = DeleteParams {
+        preconditions: Some(Preconditions { uid: obj.uid(), resource_version: None }),
+        ..DeleteParams::background()
+    };
+    match api.delete(&obj.name_any(), &params).await {
+        Ok(_) => info!(namespace = obj.namespace(), name = %obj.name_any(), "deleted after ttlSecondsAfterFinished"),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
+}
+
+/// Every status field, so a merge patch can remove the ones that became empty.
+pub(crate) const STATUS_FIELDS: [&str; 12] = [
+    "status",
+    "operationId",
+    "createdDateTime",
+    "lastActionDateTime",
+    "resourceLocation",
+    "statusDetail",
+    "observedGeneration",
+    "lastPolledTime",
+    "completionTime",
+    "notFoundSince",
+    "requestId",
+    "conditions",
+];
+
+pub(crate) fn status_patch(status: &PasswordResetOperationStatus, resource_version: Option<&str>) -> Value {
+    let mut body = serde_json::to_value(status).expect("status serializes");
+    let fields = body.as_object_mut().expect("status is an object");
+    for key in STATUS_FIELDS {
+        fields.entry(key).or_insert(Value::Null);
+    }
+    // resourceVersion makes the write conditional: a stale view never overwrites a newer status.
+    json!({ "metadata": { "resourceVersion": resource_version }, "status": body })
+}
+
+/// Writes `next`; returns the new resourceVersion, or None on a conflict (our view is stale).
+async fn write_status(
+    obj: &Pro,
+    current: &PasswordResetOperationStatus,
+    next: &PasswordResetOperationStatus,
+    resource_version: Option<&str>,
+    ctx: &Context,
+) -> Result<Option<String>, Error> {
+    let api: Api<Pro> = Api::namespaced(ctx.kube.clone(), &obj.namespace().unwrap_or_default());
+    let patch = status_patch(next, resource_version);
+    match api.patch_status(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+        Ok(updated) => {
+            ctx.metrics.status_written();
+            debug!(
+                namespace = obj.namespace(),
+                name = %obj.name_any(),
+                from = current.status.as_deref().unwrap_or(""),
+                to = next.status.as_deref().unwrap_or(""),
+                reason = conditions::reason_of(&next.conditions, conditions::READY).unwrap_or(""),
+                "status written"
+            );
+            Ok(updated.resource_version())
+        }
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),
+        Err(e) => {
+            ctx.metrics.status_write_failed();
+            Err(e.into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conditions::Phase;
+    use crate::controller::Settings;
+    use crate::credentials::{AuthSettings, Credentials};
+    use crate::decide::Policy;
+    use crate::graph::limiter::{Limits, TenantLimiter};
+    use crate::graph::{Graph, GraphClient};
+    use crate::metrics::Metrics;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    #[test]
+    fn status_patch_clears_every_field_that_became_empty() {
+        let full = PasswordResetOperationStatus {
+            status: Some("x".into()),
+            operation_id: Some("x".into()),
+            created_date_time: Some("x".into()),
+            last_action_date_time: Some("x".into()),
+            resource_location: Some("x".into()),
+            status_detail: Some("x".into()),
+            observed_generation: Some(1),
+            last_polled_time: Some(Time(Timestamp::UNIX_EPOCH)),
+            completion_time: Some(Time(Timestamp::UNIX_EPOCH)),
+            not_found_since: Some(Time(Timestamp::UNIX_EPOCH)),
+            request_id: Some("x".into()),
+            conditions: conditions::conditions_for(
+                &Phase::new(Reason::Running, ""),
+                Some(1),
+                &Time(Timestamp::UNIX_EPOCH),
+                &[],
+            ),
+        };
+        let full_keys: Vec<String> =
+            serde_json::to_value(&full).unwrap().as_object().unwrap().keys().cloned().collect();
+        let mut listed: Vec<String> = STATUS_FIELDS.iter().map(|s| s.to_string()).collect();
+        listed.sort();
+        let mut full_sorted = full_keys.clone();
+        full_sorted.sort();
+        assert_eq!(listed, full_sorted, "STATUS_FIELDS must name every status field");
+
+        let patch = status_patch(&PasswordResetOperationStatus::default(), Some("42"));
+        assert_eq!(patch["metadata"]["resourceVersion"], "42");
+        for key in STATUS_FIELDS {
+            assert!(patch["status"][key].is_null(), "{key} must be cleared");
+        }
+    }
+
+    /// A context whose Kubernetes client is a tower-test mock: every API call the
+    /// reconcile makes shows up on the returned handle.
+    fn mock_context()
+    -> (Arc<Context>, tower_test::mock::Handle<http::Request<kube::client::Body>, http::Response<kube::client::Body>>)
+    {
+        crate::install_crypto_provider();
+        let (service, handle) =
+            tower_test::mock::pair::<http::Request<kube::client::Body>, http::Response<kube::client::Body>>();
+        let kube = kube::Client::new(service, "default");
+        let metrics = Arc::new(Metrics::default());
+        let root: url::Url = "http://127.0.0.1:9".parse().unwrap();
+        let client = GraphClient::new(reqwest::Client::new(), root.clone(), metrics.clone());
+        let auth = AuthSettings {
+            login_url: root.clone(),
+            scope_root: "https://graph.microsoft.com".into(),
+            federated_token_dir: "/nonexistent".into(),
+            workload_identity: None,
+        };
+        let credentials = Credentials::new(kube.clone(), reqwest::Client::new(), auth, metrics.clone());
+        let limiter = TenantLimiter::new(Limits { rate: 10.0, burst: 10.0 }, metrics.clone());
+        let graph = Graph::new(client, credentials, limiter, metrics.clone());
+        let settings = Settings {
+            default_credentials_secret: None,
+            max_concurrent_reconciles: 1,
+            namespace: None,
+            cache_idle: Duration::from_secs(600),
+        };
+        let policy = Policy {
+            graph_root: root,
+            poll_interval: Duration::from_secs(10),
+            not_found_grace: Duration::from_secs(60),
+        };
+        (Arc::new(Context::new(kube, graph, metrics, settings, policy)), handle)
+    }
+
+    fn finished(ttl: Option<i32>, finished_secs_ago: i64) -> Pro {
+        let done_at = Timestamp::now() - jiff::SignedDuration::from_secs(finished_secs_ago);
+        let mut obj = Pro::new(
+            "done",
+            crate::api::PasswordResetOperationSpec {
+                user_id: Some("u".into()),
+                operation_id: Some("o".into()),
+                location: None,
+                credentials_secret_ref: None,
+                poll_interval: None,
+                active_deadline_seconds: None,
+                ttl_seconds_after_finished: ttl,
+            },
+        );
+        obj.metadata.namespace = Some("ns".into());
+        obj.metadata.uid = Some("uid-1".into());
+        obj.status = Some(PasswordResetOperationStatus {
+            status: Some("succeeded".into()),
+            completion_time: Some(Time(done_at)),
+            conditions: conditions::conditions_for(&Phase::new(Reason::Succeeded, ""), Some(1), &Time(done_at), &[]),
+            ..Default::default()
+        });
+        obj
+    }
+
+    #[tokio::test]
+    async fn a_finished_resource_costs_no_api_call() {
+        let (ctx, mut handle) = mock_context();
+        // A deadline of its own: a reconcile that wrongly calls the API would wait forever on the mock.
+        let (action, _) = tokio::time::timeout(Duration::from_secs(10), reconcile_inner(&finished(None, 5), &ctx))
+            .await
+            .expect("a finished resource reconciles without waiting on the API")
+            .unwrap();
+        assert_eq!(action, Action::await_change());
+        let waiting = tokio::time::timeout(Duration::from_millis(50), handle.next_request()).await;
+        assert!(waiting.is_err(), "no request may be made for a finished resource");
+    }
+
+    #[tokio::test]
+    async fn ttl_deletes_with_a_uid_precondition_once_due_and_waits_until_then() {
+        let (ctx, mut handle) = mock_context();
+        let (action, _) = tokio::time::timeout(Duration::from_secs(10), reconcile_inner(&finished(Some(60), 5), &ctx))
+            .await
+            .expect("a resource whose TTL is not due reconciles without waiting on the API")
+            .unwrap();
+        assert_ne!(action, Action::await_change(), "requeued for when the TTL expires");
+
+        let reconcile = tokio::spawn({
+            let ctx = ctx.clone();
+            async move { reconcile_inner(&finished(Some(60), 61), &ctx).await.unwrap().0 }
+        });
+        let (request, send) = tokio::time::timeout(Duration::from_secs(10), handle.next_request())
+            .await
+            .expect("a delete request within 10 s")
+            .expect("a delete request");
+        assert_eq!(request.method(), http::Method::DELETE);
+        assert_eq!(request.uri().path(), "/apis/pwreset.dev/v1alpha1/namespaces/ns/passwordresetoperations/done");
+        let body = request.into_body().collect_bytes().await.unwrap();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["preconditions"]["uid"], "uid-1", "{body}");
+        send.send_response(
+            http::Response::builder()
+                .status(200)
+                .body(kube::client::Body::from(serde_json::to_vec(&finished(Some(60), 61)).unwrap()))
+                .unwrap(),
+        );
+        let action = tokio::time::timeout(Duration::from_secs(10), reconcile).await.expect("the reconcile ends");
+        assert_eq!(action.unwrap(), Action::await_change());
+    }
+}
