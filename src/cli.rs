@@ -5,12 +5,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use tracing::error;
 use url::Url;
 
+use crate::duration;
 use crate::graph::Cloud;
-use crate::telemetry::{self, LogFormat};
-use crate::{api, duration, install_crypto_provider};
+use crate::telemetry::LogFormat;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -20,7 +19,7 @@ use crate::{api, duration, install_crypto_provider};
 )]
 pub struct Cli {
     #[command(subcommand)]
-    command: Command,
+    pub command: Command,
 }
 
 #[derive(Subcommand, Debug)]
@@ -125,26 +124,5 @@ fn positive_f64(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
         _ => Err(format!("{s:?} is not a positive number")),
-    }
-}
-
-/// Parses the command line and runs the subcommand.
-pub fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Crd => {
-            print!("{}", api::crd_yaml());
-            Ok(())
-        }
-        Command::Run(args) => {
-            telemetry::init(args.log_format);
-            install_crypto_provider();
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            let result = runtime.block_on(crate::run::run(*args));
-            if let Err(e) = &result {
-                error!(error = format!("{e:#}"), "pwreset-operator stopped");
-            }
-            result
-        }
     }
 }

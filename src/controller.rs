@@ -1,29 +1,26 @@
-//! The controller: the watch on PasswordResetOperations, the shared context, and the
-//! housekeeping that keeps memory bounded. Each reconcile is `reconcile::reconcile`.
+//! The controller: the watch on PasswordResetOperations, the gauges computed from its
+//! cache, and the housekeeping that keeps memory bounded. Each reconcile is `reconcile::reconcile`.
 //!
 //! Terminal states follow the Job controller: once `Finished` is True the operator makes
 //! no further Graph call and no further status write; only the TTL may delete the resource.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::{self, Controller};
-use kube::runtime::events::Reporter;
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, predicates, watcher};
 use tracing::debug;
 
-use crate::api::PasswordResetOperation;
 use crate::conditions;
-use crate::decide::Policy;
-use crate::events::EventPublisher;
-use crate::graph::{Graph, OperationState};
-use crate::metrics::{Computed, Metrics};
+use crate::context::{Context, Pro};
+use crate::graph::OperationState;
+use crate::metrics::Computed;
 use crate::reason::{Kind, Reason};
 use crate::reconcile::{error_policy, reconcile};
 
@@ -32,74 +29,6 @@ const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 /// How often the housekeeping runs at most (and so how long a deleted resource's backoff
 /// entry can outlive it).
 const SWEEP_EVERY_MAX: Duration = Duration::from_secs(30);
-
-pub type Pro = PasswordResetOperation;
-
-/// What the controller needs to know from the command line.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub default_credentials_secret: Option<String>,
-    pub max_concurrent_reconciles: u16,
-    pub namespace: Option<String>,
-    /// Credentials and tenants unused for this long are forgotten.
-    pub cache_idle: Duration,
-}
-
-pub struct Context {
-    pub kube: kube::Client,
-    pub graph: Graph,
-    pub events: EventPublisher,
-    pub metrics: Arc<Metrics>,
-    pub settings: Settings,
-    pub policy: Policy,
-    /// Consecutive failed rounds per resource, for exponential backoff. In memory only:
-    /// after a restart the first retry comes sooner, which is harmless.
-    failures: Mutex<HashMap<ObjectRef<Pro>, u32>>,
-}
-
-impl Context {
-    pub fn new(kube: kube::Client, graph: Graph, metrics: Arc<Metrics>, settings: Settings, policy: Policy) -> Self {
-        let reporter = Reporter { controller: "pwreset-operator".into(), instance: std::env::var("POD_NAME").ok() };
-        let events = EventPublisher::start(kube.clone(), reporter, metrics.clone());
-        Context { kube, graph, events, metrics, settings, policy, failures: Mutex::default() }
-    }
-
-    pub(crate) fn failures(&self, obj: &Pro) -> u32 {
-        self.failures.lock().unwrap().get(&ObjectRef::from_obj(obj)).copied().unwrap_or(0)
-    }
-
-    pub(crate) fn set_failures(&self, obj: &Pro, n: u32) {
-        let mut failures = self.failures.lock().unwrap();
-        if n == 0 {
-            failures.remove(&ObjectRef::from_obj(obj));
-        } else {
-            failures.insert(ObjectRef::from_obj(obj), n);
-        }
-    }
-
-    /// Forgets what belongs to deleted resources and unused credentials and tenants.
-    fn sweep(&self, store: &Store<Pro>) {
-        self.failures.lock().unwrap().retain(|key, _| store.get(key).is_some());
-        self.graph.credentials.sweep(self.settings.cache_idle);
-        self.graph.limiter.sweep(self.settings.cache_idle);
-    }
-
-    fn cache_sizes(&self) -> Vec<(String, i64)> {
-        let mut sizes = vec![
-            ("backoff".to_string(), self.failures.lock().unwrap().len() as i64),
-            ("tenants".to_string(), self.graph.limiter.len() as i64),
-            ("tenant_series".to_string(), self.metrics.tenants() as i64),
-        ];
-        sizes.extend(self.graph.credentials.sizes().iter().map(|(name, n)| (name.to_string(), *n as i64)));
-        sizes
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("Kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
-}
 
 /// Runs the controller until `shutdown` resolves; in-flight reconciles finish first.
 /// `on_ready` is called once the cache holds every resource.

@@ -9,6 +9,7 @@
 pub mod api;
 pub mod cli;
 pub mod conditions;
+pub mod context;
 pub mod controller;
 pub mod credentials;
 pub mod decide;

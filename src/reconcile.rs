@@ -16,7 +16,7 @@ use url::Url;
 
 use crate::api::PasswordResetOperationStatus;
 use crate::conditions;
-use crate::controller::{Context, Error, Pro};
+use crate::context::{Context, Error, Pro};
 use crate::decide::{self, Effect, Input, Jitter, Requeue, Start};
 use crate::graph::Outcome;
 use crate::reason::Reason;
@@ -218,7 +218,7 @@ async fn write_status(
 mod tests {
     use super::*;
     use crate::conditions::Phase;
-    use crate::controller::Settings;
+    use crate::context::Settings;
     use crate::credentials::{AuthSettings, Credentials};
     use crate::decide::Policy;
     use crate::graph::limiter::{Limits, TenantLimiter};

@@ -10,7 +10,8 @@ use tracing::{error, info};
 use url::Url;
 
 use crate::cli::RunArgs;
-use crate::controller::{self, Context, Settings};
+use crate::context::{Context, Settings};
+use crate::controller;
 use crate::credentials::{AuthSettings, Credentials, WorkloadIdentity};
 use crate::decide::Policy;
 use crate::duration;
