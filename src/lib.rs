@@ -5,7 +5,6 @@ pub mod api;
 pub mod conditions;
 pub mod controller;
 pub mod duration;
-pub mod emulator;
 pub mod events;
 pub mod graph;
 pub mod leader;
