@@ -8,6 +8,8 @@
 
 FROM rust:1-slim-bookworm AS build
 WORKDIR /src
+# The whole workspace: cargo needs every member to load it, but builds only the operator
+# (nothing in the image depends on the emulator, the test harness or the benchmark).
 COPY . .
 # Cargo's registry and target dir are cache mounts, so the binary is copied out in the same step.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

@@ -51,37 +51,40 @@ $(HELM): | check-toolchains
 tools: $(KUBECTL) $(HELM) ## build kubectl and helm from Go modules
 
 .PHONY: build
-build: ## build the operator and the Graph emulator (release)
-	$(CARGO) build --release --bins
+build: ## build every binary of the workspace (release): operator, Graph emulator, benchmark
+	$(CARGO) build --release --locked --workspace --bins
 
 .PHONY: crds
 crds: ## regenerate crds/ and the chart's copy from the Rust types
-	$(CARGO) run --quiet --bin pwreset-operator -- crd > crds/passwordresetoperations.pwreset.dev.yaml
+	$(CARGO) run --quiet --locked -p pwreset-operator --bin pwreset-operator -- crd > crds/passwordresetoperations.pwreset.dev.yaml
 	cp crds/passwordresetoperations.pwreset.dev.yaml charts/pwreset-operator/crds/
 
 .PHONY: lint
 lint: ## rustfmt and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets --locked -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
 .PHONY: test
 test: control-plane tools lint ## everything: lint, unit tests, e2e tests against a real control plane
-	$(CARGO) test --locked --all-targets --no-fail-fast
+	@# The e2e tests spawn other members' binaries (graph-emulator), which cargo does not build for them.
+	$(CARGO) build --locked --workspace --bins
+	$(CARGO) test --workspace --locked --all-targets --no-fail-fast
 
 .PHONY: chaos
 chaos: control-plane ## the full-size fault suite: 1,000 resources, Graph faults, operator kills, a control-plane restart
-	CHAOS_SIZE=$${CHAOS_SIZE:-1000} $(CARGO) test --release --locked --test chaos -- --nocapture
+	$(CARGO) build --release --locked --workspace --bins
+	CHAOS_SIZE=$${CHAOS_SIZE:-1000} $(CARGO) test --release --locked -p pwreset-operator --test chaos -- --nocapture
 
 BENCH_ARGS ?=
 
 .PHONY: bench
 bench: control-plane ## benchmark the release build, writes bench/report.md (BENCH_ARGS="--quick" for a short run)
-	$(CARGO) build --release --bins
-	$(CARGO) run --release --example bench -- $(BENCH_ARGS)
+	$(CARGO) build --release --locked --workspace --bins
+	$(CARGO) run --release --locked -p pwreset-bench -- $(BENCH_ARGS)
 
 .PHONY: demo
 demo: control-plane ## local control plane + Graph emulator + operator + three sample resources, live
-	$(CARGO) build --bins
+	$(CARGO) build --locked --workspace --bins
 	KUBECTL=$(KUBECTL) scripts/demo.sh
 
 .PHONY: chart-lint

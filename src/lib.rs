@@ -14,7 +14,6 @@ pub mod controller;
 pub mod credentials;
 pub mod decide;
 pub mod duration;
-pub mod emulator;
 pub mod events;
 pub mod graph;
 pub mod leader;

@@ -5,17 +5,15 @@
 //!
 //! Admission (what the apiserver refuses) is covered in `tests/crd.rs`, not here.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Event as CoreEvent, Secret};
 use kube::api::{Api, ListParams, PostParams};
+use pwreset_testkit::Harness;
+use pwreset_testkit::observe::{History, Seen, Table, now_ms, operation_gets, request_log};
 use serde_json::{Value, json};
-use support::Harness;
-use support::observe::{History, Seen, Table, now_ms, operation_gets, request_log};
 
 /// A Secret that cannot give a token, and what the condition message must say.
 struct SecretCase {

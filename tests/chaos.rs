@@ -17,8 +17,6 @@
 //! `CHAOS_SEED` (default 20260229) picks the scripts, the faults and the kill moments.
 //! The summary table is printed to stdout (`-- --nocapture` shows it).
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,16 +24,16 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ListParams, PostParams};
 use pwreset_operator::api::PasswordResetOperation;
+use pwreset_testkit::harness::create_secret;
+use pwreset_testkit::observe::{
+    History, Seen, Table, busiest_window, metric_by_label, metric_min, metric_sum, now_ms, operation_gets, request_log,
+    retry_after_violations, secs, status_reason,
+};
+use pwreset_testkit::{ControlPlane, Emulator, Operator, eventually};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
-use support::harness::create_secret;
-use support::observe::{
-    History, Seen, Table, busiest_window, metric_by_label, metric_min, metric_sum, now_ms, operation_gets, request_log,
-    retry_after_violations, secs, status_reason,
-};
-use support::{ControlPlane, Emulator, Operator, eventually};
 
 const SECRET: &str = "graph-credentials";
 const GRAPH_TIMEOUT_MS: i64 = 2000;
@@ -244,7 +242,7 @@ async fn every_resource_ends_as_scripted_through_faults_kills_and_a_control_plan
         tokio::task::spawn_blocking(move || cp.install_crds()).await.unwrap();
     }
     let client = cp.client().await;
-    let ns = support::unique_name("chaos");
+    let ns = pwreset_testkit::unique_name("chaos");
     let namespace: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
     Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &namespace).await.unwrap();
     let emulator = Arc::new(Emulator::start());
@@ -637,8 +635,8 @@ fn first<T: std::fmt::Debug>(items: &[T]) -> String {
 
 /// The checks' own arithmetic, without a cluster.
 mod checks {
-    use super::support::observe::{SeenCondition, busiest_window, metric_sum, retry_after_violations};
     use super::{Seen, went_backwards};
+    use pwreset_testkit::observe::{SeenCondition, busiest_window, metric_sum, retry_after_violations};
     use serde_json::json;
 
     fn seen(status: Option<&str>, finished: bool) -> Seen {

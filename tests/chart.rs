@@ -5,8 +5,6 @@
 //! ServiceAccount* finishing real resources, while `kubectl auth can-i` shows it may do
 //! no more than it needs. Also the Dockerfile and the examples.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,10 +14,10 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use pwreset_operator::api::PasswordResetOperation;
+use pwreset_testkit::harness::{condition, create, create_secret};
+use pwreset_testkit::{ControlPlane, Emulator, Operator, eventually, repo_root, tool, unique_name};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use support::harness::{condition, create, create_secret};
-use support::{ControlPlane, Emulator, Operator, eventually, repo_root, tool, unique_name};
 
 const RELEASE: &str = "rel";
 const TENANT: &str = "contoso";

@@ -2,8 +2,6 @@
 //! and a status subresource, watches, server-side validation, RBAC and service-account
 //! tokens all behave as they do in a cluster.
 
-mod support;
-
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
@@ -12,8 +10,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::watcher;
+use pwreset_testkit::{ControlPlane, eventually};
 use serde_json::json;
-use support::{ControlPlane, eventually};
 
 const WIDGET_CRD: &str = r#"{
   "apiVersion": "apiextensions.k8s.io/v1",
@@ -74,7 +72,7 @@ async fn control_plane_is_a_real_api_server() {
     })
     .await;
 
-    let ns = support::unique_name("widgets");
+    let ns = pwreset_testkit::unique_name("widgets");
     create_namespace(&client, &ns).await;
     let widgets: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &widget_resource());
 

@@ -2,12 +2,10 @@
 //! refused at admission with a message a person understands, `kubectl explain` and
 //! `kubectl get` show what they should.
 
-mod support;
-
 use std::io::Write;
 use std::process::Stdio;
 
-use support::{ControlPlane, repo_root};
+use pwreset_testkit::{ControlPlane, repo_root};
 
 const CRD_FILE: &str = "crds/passwordresetoperations.pwreset.dev.yaml";
 const CHART_CRD_FILE: &str = "charts/pwreset-operator/crds/passwordresetoperations.pwreset.dev.yaml";
@@ -48,7 +46,7 @@ fn resource(name: &str, spec: &str) -> String {
 }
 
 fn new_namespace(cp: &ControlPlane) -> String {
-    let ns = support::unique_name("crd");
+    let ns = pwreset_testkit::unique_name("crd");
     cp.kubectl_ok(&["create", "namespace", &ns]);
     ns
 }

@@ -2,15 +2,13 @@
 //! tokens (rotation persisted), app-only client secrets, workload identity, per-tenant
 //! limits, and the guarantee that no secret ever leaks.
 
-mod support;
-
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Event as CoreEvent, Secret};
 use kube::api::{Api, ListParams};
+use pwreset_testkit::harness::{HarnessParts, create_secret};
+use pwreset_testkit::{Harness, Operator, condition, eventually};
 use serde_json::{Value, json};
-use support::harness::{HarnessParts, create_secret};
-use support::{Harness, Operator, condition, eventually};
 
 const TENANT_ID: &str = "11111111-2222-3333-4444-555555555555";
 

@@ -6,16 +6,14 @@
 //! Takeover is measured from the kill (or the clean exit) to the first Graph request that
 //! reaches the emulator afterwards: with the old leader gone, only the new one can send it.
 
-mod support;
-
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
+use pwreset_testkit::harness::{HarnessParts, SECRET};
+use pwreset_testkit::observe::{History, Seen, Table, metric_sum, now_ms, operation_gets, request_log};
+use pwreset_testkit::{Harness, Operator, eventually};
 use serde_json::{Value, json};
-use support::harness::{HarnessParts, SECRET};
-use support::observe::{History, Seen, Table, metric_sum, now_ms, operation_gets, request_log};
-use support::{Harness, Operator, eventually};
 
 const LEASE_NAME: &str = "pwreset-operator";
 const LEASE_SECONDS: i64 = 4;
@@ -115,7 +113,7 @@ async fn only_the_leader_polls_and_a_killed_leader_is_replaced_within_the_lease(
     let api = Api::namespaced(h.client.clone(), &h.ns);
     let history = History::start(api);
     for (i, (id, _)) in ends.iter().enumerate() {
-        support::harness::create(&h.client, &h.ns, &format!("ha-{i}"), by_id("hal", id)).await;
+        pwreset_testkit::harness::create(&h.client, &h.ns, &format!("ha-{i}"), by_id("hal", id)).await;
     }
 
     // While the leader lives, only it polls.
@@ -191,7 +189,8 @@ async fn a_clean_sigterm_releases_the_lease_and_the_follower_takes_over_at_once(
     }
     let h = parts;
     for i in 0..4 {
-        support::harness::create(&h.client, &h.ns, &format!("run-{i}"), by_id("hal", &format!("op-run-{i}"))).await;
+        pwreset_testkit::harness::create(&h.client, &h.ns, &format!("run-{i}"), by_id("hal", &format!("op-run-{i}")))
+            .await;
     }
     eventually("the leader polls", Duration::from_secs(20), || async {
         let n = graph_requests(&a).await;

@@ -6,15 +6,13 @@
 //! Times are taken from one watch started before the resources exist, so "finished" and
 //! "deleted" are the moments the API server told a client about them.
 
-mod support;
-
 use std::time::Duration;
 
 use kube::ResourceExt;
+use pwreset_testkit::harness::SECRET;
+use pwreset_testkit::observe::{History, Seen, now_ms, operation_gets, request_log};
+use pwreset_testkit::{Harness, Operator, condition, eventually};
 use serde_json::{Value, json};
-use support::harness::SECRET;
-use support::observe::{History, Seen, now_ms, operation_gets, request_log};
-use support::{Harness, Operator, condition, eventually};
 
 /// Tolerance for the watch delivering "finished" later than "deleted" is measured from.
 const WATCH_SLACK_MS: i64 = 300;

@@ -1,14 +1,12 @@
 //! The operator end to end: the real binary against the real control plane and the Graph
 //! emulator, checked the way a user checks it (status, conditions, events, kubectl wait).
 
-mod support;
-
 use std::time::Duration;
 
 use kube::ResourceExt;
+use pwreset_testkit::harness::SECRET;
+use pwreset_testkit::{Emulator, Harness, condition, eventually};
 use serde_json::json;
-use support::harness::SECRET;
-use support::{Emulator, Harness, condition, eventually};
 
 fn by_id(user: &str, op: &str) -> serde_json::Value {
     json!({"userId": user, "operationId": op, "credentialsSecretRef": {"name": SECRET}})

@@ -12,7 +12,7 @@ fn fig(sc: &ScenarioReport, path: &[&str]) -> Option<f64> {
     v.as_f64()
 }
 
-fn api<'a>(sc: &'a ScenarioReport, request: &str) -> Option<&'a super::cluster::ApiRequests> {
+fn api<'a>(sc: &'a ScenarioReport, request: &str) -> Option<&'a crate::apiserver::ApiRequests> {
     sc.apiserver.iter().find(|a| a.request == request)
 }
 

@@ -109,7 +109,7 @@ pub fn markdown(r: &Report) -> String {
     let _ = writeln!(s, "# pwreset-operator benchmark\n");
     let _ = writeln!(
         s,
-        "Written by `make bench` (`examples/bench.rs`, see `bench/README.md`) on {}; {} mode, {:.0} min in all.\n",
+        "Written by `make bench` (`bench/`, see `bench/README.md`) on {}; {} mode, {:.0} min in all.\n",
         m.date,
         r.settings.mode,
         r.total_seconds / 60.0

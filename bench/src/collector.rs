@@ -1,70 +1,12 @@
-//! The Graph emulator's admin API, and a collector that pages its request log while a
-//! scenario runs (the log keeps only the newest 200 000 entries).
+//! A collector that pages the Graph emulator's request log while a scenario runs (the log
+//! keeps only the newest 200 000 entries) and keeps what the figures need of each entry.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use pwreset_testkit::EmulatorClient;
+use pwreset_testkit::watch::index_of;
 use serde::Deserialize;
-use serde_json::{Value, json};
-
-use super::watch::index_of;
-
-#[derive(Clone)]
-pub struct EmuClient {
-    http: reqwest::Client,
-    base: String,
-}
-
-impl EmuClient {
-    pub fn new(url: &str) -> EmuClient {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("HTTP client");
-        EmuClient { http, base: format!("{url}/_emulator") }
-    }
-
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
-        let mut req = self.http.request(method.clone(), format!("{}{path}", self.base));
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let resp = req.send().await.with_context(|| format!("emulator {method} {path}"))?;
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        if !status.is_success() {
-            bail!("emulator {method} {path} -> {status}: {text}");
-        }
-        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    pub async fn add_token(&self, token: &str, tenant: &str) -> anyhow::Result<()> {
-        let body = json!({"token": token, "tenant": tenant, "scopes": ["UserAuthenticationMethod.Read.All"]});
-        self.call(reqwest::Method::POST, "/tokens", Some(&body)).await.map(|_| ())
-    }
-
-    /// Creates operations, a few thousand per request.
-    pub async fn add_operations(&self, ops: Vec<Value>) -> anyhow::Result<()> {
-        for chunk in ops.chunks(2000) {
-            self.call(reqwest::Method::POST, "/operations", Some(&Value::Array(chunk.to_vec()))).await?;
-        }
-        Ok(())
-    }
-
-    pub async fn stats(&self) -> anyhow::Result<Value> {
-        self.call(reqwest::Method::GET, "/stats", None).await
-    }
-
-    async fn requests(&self, since: u64) -> anyhow::Result<Page> {
-        let v = self.call(reqwest::Method::GET, &format!("/requests?since={since}&limit=50000"), None).await?;
-        Ok(serde_json::from_value(v)?)
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Page {
-    entries: Vec<Entry>,
-    more: bool,
-}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -101,25 +43,26 @@ pub struct Log {
 
 pub struct Collector {
     log: Arc<Mutex<Log>>,
-    client: EmuClient,
+    client: EmulatorClient,
     stop: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
-async fn drain(client: &EmuClient, log: &Mutex<Log>) -> anyhow::Result<()> {
+async fn drain(client: &EmulatorClient, log: &Mutex<Log>) -> anyhow::Result<()> {
     loop {
         let since = log.lock().unwrap().last_seq;
-        let page = client.requests(since).await?;
+        let page = client.requests_since(since).await?;
+        let entries: Vec<Entry> = page.entries.into_iter().map(serde_json::from_value).collect::<Result<_, _>>()?;
         let mut g = log.lock().unwrap();
-        if let Some(first) = page.entries.first()
+        if let Some(first) = entries.first()
             && first.seq > g.last_seq + 1
         {
             g.lost += first.seq - g.last_seq - 1;
         }
-        for e in &page.entries {
+        for e in &entries {
             g.last_seq = e.seq;
             if e.kind == "operationGet" {
-                let op = e.operation_id.as_deref().and_then(|id| index_of(id, super::OPERATION_PREFIX));
+                let op = e.operation_id.as_deref().and_then(|id| index_of(id, crate::OPERATION_PREFIX));
                 g.gets.push(Get {
                     t_ms: e.time_ms,
                     op: op.unwrap_or(usize::MAX),
@@ -137,7 +80,7 @@ async fn drain(client: &EmuClient, log: &Mutex<Log>) -> anyhow::Result<()> {
 }
 
 impl Collector {
-    pub fn start(client: &EmuClient) -> Collector {
+    pub fn start(client: &EmulatorClient) -> Collector {
         let log: Arc<Mutex<Log>> = Arc::default();
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let (l, c) = (log.clone(), client.clone());

@@ -80,7 +80,7 @@ impl Emulator {
             .to_owned();
         // reqwest built with `rustls-no-provider` refuses to build a client,
         // even for plain HTTP, until a crypto provider is installed.
-        pwreset_operator::install_crypto_provider();
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder().no_proxy().build().expect("http client");
         Emulator { child, base, http, _config: config }
     }

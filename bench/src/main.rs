@@ -2,28 +2,19 @@
 //! and the Graph emulator, and writes bench/report.md and bench/report.json.
 //!
 //! ```text
-//! cargo run --release --example bench -- [--quick] [--scenarios active,startup,steady]
+//! cargo run --release -p pwreset-bench -- [--quick] [--scenarios active,startup,steady]
 //!     [--sizes 1000,10000] [--startup-size N] [--steady-size N] [--poll-interval 10s] ...
 //! ```
 //!
 //! See bench/README.md for what each scenario does and how the figures are computed.
 
-#[path = "bench/cluster.rs"]
-mod cluster;
-#[path = "bench/emu.rs"]
-mod emu;
-#[path = "bench/findings.rs"]
+mod apiserver;
+mod collector;
 mod findings;
-#[path = "bench/procs.rs"]
-mod procs;
-#[path = "bench/report.rs"]
 mod report;
-#[path = "bench/scenarios.rs"]
+mod sampler;
 mod scenarios;
-#[path = "bench/stats.rs"]
 mod stats;
-#[path = "bench/watch.rs"]
-mod watch;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -34,9 +25,7 @@ use clap::{Parser, ValueEnum};
 pub const RESOURCE_PREFIX: &str = "pro-";
 pub const OPERATION_PREFIX: &str = "op-";
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
+pub use pwreset_testkit::now_ms;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Kind {
@@ -111,21 +100,18 @@ fn key_value(s: &str) -> Result<(String, String), String> {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     pwreset_operator::install_crypto_provider();
-    // The scenarios' children are spawned from this thread (see procs::die_with_parent).
+    // Every child is spawned from this (the `block_on`) thread, so tying them to it means
+    // nothing outlives the bench, however it ends.
+    pwreset_testkit::process::kill_children_with_spawning_thread();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(run(args))
 }
 
-fn release_dir() -> anyhow::Result<PathBuf> {
-    // target/release/examples/bench → target/release
-    let exe = std::env::current_exe()?;
-    Ok(exe.parent().and_then(Path::parent).context("locating the target directory")?.to_path_buf())
-}
-
 async fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let release = release_dir()?;
+    let root = pwreset_testkit::repo_root().canonicalize().context("locating the repository")?;
+    // The binaries of the bench's own build profile: `make bench` builds them all release.
+    let release = pwreset_testkit::profile_dir();
     let target = release.parent().context("locating the target directory")?.to_path_buf();
     let absolute = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { root.join(p) };
     let sizes = args.sizes.clone().unwrap_or_else(|| if args.quick { vec![200] } else { vec![1000, 10_000] });
@@ -154,12 +140,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         keep_data: args.keep_data,
         operator_extra: args.operator_args.clone(),
         operator_env: args.operator_env.clone(),
-        root: root.clone(),
     };
     for (what, path, how) in [
-        ("operator", &cfg.operator_bin, "cargo build --release --bins"),
-        ("Graph emulator", &cfg.emulator_bin, "cargo build --release --bins"),
+        ("operator", &cfg.operator_bin, "cargo build --release --workspace --bins"),
+        ("Graph emulator", &cfg.emulator_bin, "cargo build --release --workspace --bins"),
         ("control plane", &cfg.control_plane_bin, "make control-plane"),
+        ("kubectl", &target.join("tools/bin/kubectl"), "make control-plane"),
     ] {
         anyhow::ensure!(path.exists(), "the {what} {} is missing: run `{how}` (or `make bench`)", path.display());
     }

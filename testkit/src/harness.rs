@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Event as CoreEvent, Namespace, Secret};
+use k8s_openapi::api::core::v1::Event as CoreEvent;
 use kube::api::{Api, ListParams, PostParams};
 use pwreset_operator::api::PasswordResetOperation;
 use serde_json::{Value, json};
 
-use super::{ControlPlane, Emulator, Operator, eventually};
+use crate::{ControlPlane, Emulator, Operator, eventually};
 
 pub const TENANT: &str = "contoso";
 pub const SECRET: &str = "graph-credentials";
@@ -37,9 +37,8 @@ impl Harness {
     pub async fn start_without_operator() -> HarnessParts {
         let cp = ControlPlane::shared();
         let client = cp.client().await;
-        let ns = super::unique_name("op");
-        let namespace: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
-        Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &namespace).await.unwrap();
+        let ns = crate::unique_name("op");
+        crate::kube::create_namespace(&client, &ns).await.unwrap_or_else(|e| panic!("create namespace {ns}: {e:#}"));
         let emulator = Emulator::start();
         let token = format!("tok-{}", uuid::Uuid::new_v4());
         emulator.add_token(&token, TENANT).await;
@@ -125,9 +124,9 @@ pub fn start_operator(cp: &ControlPlane, ns: &str, graph_url: &str, extra_args: 
 
 /// Creates a Secret from string data.
 pub async fn create_secret(client: &kube::Client, ns: &str, name: &str, string_data: Value) {
-    let secret: Secret =
-        serde_json::from_value(json!({"metadata": {"name": name}, "stringData": string_data})).unwrap();
-    Api::<Secret>::namespaced(client.clone(), ns).create(&PostParams::default(), &secret).await.unwrap();
+    crate::kube::create_secret(client, ns, name, string_data)
+        .await
+        .unwrap_or_else(|e| panic!("create Secret {name}: {e:#}"));
 }
 
 /// The harness before the operator runs.
@@ -155,15 +154,8 @@ impl HarnessParts {
 }
 
 pub async fn create(client: &kube::Client, ns: &str, name: &str, spec: Value) -> PasswordResetOperation {
-    let obj: PasswordResetOperation = serde_json::from_value(json!({
-        "apiVersion": "pwreset.dev/v1alpha1",
-        "kind": "PasswordResetOperation",
-        "metadata": {"name": name},
-        "spec": spec,
-    }))
-    .unwrap();
     Api::<PasswordResetOperation>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &obj)
+        .create(&PostParams::default(), &crate::kube::resource(name, spec))
         .await
         .unwrap_or_else(|e| panic!("create {name}: {e}"))
 }

@@ -1,7 +1,7 @@
 //! `graph-emulator`: see `docs/emulator.md`.
 
 use clap::Parser as _;
-use pwreset_operator::emulator::{self, Args};
+use graph_emulator::{self as emulator, Args};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -509,8 +509,8 @@ fn refresh_refused(refusal: RefreshRefusal) -> TokenError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::emulator::config::TenantConfig;
-    use crate::emulator::identity::AccessLookup;
+    use crate::config::TenantConfig;
+    use crate::identity::AccessLookup;
 
     const ROOT: &str = "https://graph.microsoft.com";
 

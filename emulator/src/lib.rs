@@ -1,6 +1,6 @@
 //! Microsoft Graph emulator: a local stand-in for the parts of Graph and
 //! Entra ID that pwreset-operator talks to, faithful to
-//! `docs/graph-api.md`, with scripted progressions and injectable faults.
+//! `docs/graph-api.md` (repository root), with scripted progressions and injectable faults.
 //! User documentation: `docs/emulator.md`.
 //!
 //! Module map:

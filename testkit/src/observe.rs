@@ -1,42 +1,21 @@
 //! What the reliability suites (chaos, HA, lifecycle, bad input) look at: the emulator's
-//! whole request log, every state a watch sees a resource in, and small checks over
-//! both (requests per time window, Retry-After gaps), plus a plain-text table printer.
+//! whole request log, every state a watch sees a resource in (`crate::watch::history`),
+//! and small checks over both (requests per time window, Retry-After gaps), plus
+//! Prometheus text parsing and a plain-text table printer.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use futures::StreamExt;
-use kube::ResourceExt;
-use kube::api::Api;
-use kube::runtime::{WatchStreamExt, watcher};
 use pwreset_operator::api::PasswordResetOperation;
 use serde_json::Value;
 
-use super::{Emulator, condition};
-
-/// Wall-clock Unix milliseconds: the emulator's request log uses the same clock.
-pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
-}
+pub use crate::now_ms;
+pub use crate::watch::history::{History, Seen, SeenCondition};
+use crate::{Emulator, condition};
 
 /// The emulator's whole request log (admin calls are never in it), read page by page.
 pub async fn request_log(emulator: &Emulator) -> Vec<Value> {
-    let mut all = Vec::new();
-    let mut since = 0u64;
-    loop {
-        let page = emulator.admin("GET", &format!("/requests?since={since}&limit=50000"), Value::Null).await;
-        let entries = page["entries"].as_array().cloned().unwrap_or_default();
-        let more = page["more"].as_bool().unwrap_or(false);
-        if let Some(last) = entries.last().and_then(|e| e["seq"].as_u64()) {
-            since = last;
-        }
-        let empty = entries.is_empty();
-        all.extend(entries);
-        if !more || empty {
-            return all;
-        }
-    }
+    emulator.client().request_log().await.unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// Operation GETs in `log`, optionally only those for one operation id.
@@ -127,138 +106,15 @@ pub fn retry_after_violations(log: &[Value], unseen_after_ms: i64) -> (usize, Ve
 /// The sum of every sample of a counter family in a Prometheus text body, e.g. all
 /// `pwreset_graph_requests_total{...}` lines (0 when the family has no sample).
 pub fn metric_sum(body: &str, family: &str) -> f64 {
+    samples(body, family).sum::<f64>() + 0.0 // an empty sum is -0.0
+}
+
+/// Every sample value of `family` (any labels) in a Prometheus text body.
+fn samples<'a>(body: &'a str, family: &'a str) -> impl Iterator<Item = f64> + 'a {
     body.lines()
         .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.strip_prefix(family).is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' ')))
+        .filter(move |l| l.strip_prefix(family).is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' ')))
         .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
-        .sum::<f64>()
-        + 0.0 // an empty sum is -0.0
-}
-
-/// What a watch saw of one resource at one moment.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Seen {
-    pub at_ms: i64,
-    pub resource_version: String,
-    pub status: Option<String>,
-    pub conditions: Vec<SeenCondition>,
-    /// status.completionTime (whole seconds, as the API stores it) in Unix ms.
-    pub completion_ms: Option<i64>,
-    pub deleted: bool,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct SeenCondition {
-    pub type_: String,
-    pub status: String,
-    pub reason: String,
-    pub message: String,
-}
-
-impl Seen {
-    pub fn finished(&self) -> bool {
-        self.condition("Finished").is_some_and(|c| c.status == "True")
-    }
-
-    pub fn condition(&self, type_: &str) -> Option<&SeenCondition> {
-        self.conditions.iter().find(|c| c.type_ == type_)
-    }
-
-    pub fn reason(&self, type_: &str) -> Option<&str> {
-        self.condition(type_).map(|c| c.reason.as_str())
-    }
-
-    /// Whether condition `type_` has `status` and `reason`.
-    pub fn has(&self, type_: &str, status: &str, reason: &str) -> bool {
-        self.condition(type_).is_some_and(|c| c.status == status && c.reason == reason)
-    }
-}
-
-/// Records every version of every resource a watch on `api` delivers, from start until
-/// dropped, across watch restarts (an apiserver restart included).
-pub struct History {
-    seen: Arc<Mutex<BTreeMap<String, Vec<Seen>>>>,
-    restarts: Arc<Mutex<u32>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl History {
-    pub fn start(api: Api<PasswordResetOperation>) -> History {
-        let seen: Arc<Mutex<BTreeMap<String, Vec<Seen>>>> = Arc::default();
-        let restarts: Arc<Mutex<u32>> = Arc::default();
-        let (s, r) = (seen.clone(), restarts.clone());
-        let task = tokio::spawn(async move {
-            let mut stream = watcher(api, watcher::Config::default()).default_backoff().boxed();
-            while let Some(event) = stream.next().await {
-                let (obj, deleted) = match event {
-                    Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => (o, false),
-                    Ok(watcher::Event::Delete(o)) => (o, true),
-                    Ok(watcher::Event::Init) => {
-                        *r.lock().unwrap() += 1;
-                        continue;
-                    }
-                    Ok(watcher::Event::InitDone) | Err(_) => continue,
-                };
-                let status = obj.status.as_ref();
-                let entry = Seen {
-                    at_ms: now_ms(),
-                    resource_version: obj.resource_version().unwrap_or_default(),
-                    status: status.and_then(|s| s.status.clone()),
-                    conditions: status
-                        .map(|s| {
-                            s.conditions
-                                .iter()
-                                .map(|c| SeenCondition {
-                                    type_: c.type_.clone(),
-                                    status: c.status.clone(),
-                                    reason: c.reason.clone(),
-                                    message: c.message.clone(),
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                    completion_ms: status.and_then(|s| s.completion_time.as_ref()).map(|t| t.0.as_millisecond()),
-                    deleted,
-                };
-                let mut map = s.lock().unwrap();
-                let versions = map.entry(obj.name_any()).or_default();
-                // A relist repeats the version already seen: keep one copy.
-                if versions.last().is_none_or(|last| last.resource_version != entry.resource_version || deleted) {
-                    versions.push(entry);
-                }
-            }
-        });
-        History { seen, restarts, task }
-    }
-
-    /// Everything seen so far, by resource name, oldest first.
-    pub fn snapshot(&self) -> BTreeMap<String, Vec<Seen>> {
-        self.seen.lock().unwrap().clone()
-    }
-
-    pub fn of(&self, name: &str) -> Vec<Seen> {
-        self.seen.lock().unwrap().get(name).cloned().unwrap_or_default()
-    }
-
-    /// The first version of `name` that satisfies `check`, waiting for it up to `timeout`.
-    pub async fn wait_for(&self, name: &str, what: &str, timeout: Duration, check: impl Fn(&Seen) -> bool) -> Seen {
-        super::eventually(&format!("{name}: {what}"), timeout, || async {
-            let versions = self.of(name);
-            versions.iter().find(|v| check(v)).cloned().ok_or_else(|| format!("{:?}", versions.last()))
-        })
-        .await
-    }
-
-    /// How often the watch (re)started listing: 1 without interruptions.
-    pub fn list_count(&self) -> u32 {
-        *self.restarts.lock().unwrap()
-    }
-}
-
-impl Drop for History {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 /// A plain-text table for test output: `--nocapture` shows it.
@@ -327,9 +183,5 @@ pub fn metric_by_label(body: &str, family: &str, label: &str) -> BTreeMap<String
 
 /// The smallest sample of a gauge family (any labels), if present.
 pub fn metric_min(body: &str, family: &str) -> Option<f64> {
-    body.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.strip_prefix(family).is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' ')))
-        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
-        .reduce(f64::min)
+    samples(body, family).reduce(f64::min)
 }

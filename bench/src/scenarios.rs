@@ -14,12 +14,16 @@ use rand::{Rng as _, SeedableRng as _};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::cluster::{self, EventCount, NewResource};
-use super::emu::{Collector, EmuClient, Log};
-use super::procs::{self, ControlPlane, Emulator, Operator, OperatorArgs, Sample, Sampler};
-use super::stats::{Distribution, mean};
-use super::watch::{Recorder, Track};
-use super::{OPERATION_PREFIX, RESOURCE_PREFIX, now_ms};
+use pwreset_testkit::kube::{self as cluster, NewResource};
+use pwreset_testkit::process::{cpu_seconds, memory_kib};
+use pwreset_testkit::watch::{Recorder, Track};
+use pwreset_testkit::{ControlPlane, Emulator, EmulatorClient, Operator, control_plane, emulator, operator};
+
+use crate::apiserver::{self, EventCount};
+use crate::collector::{Collector, Log};
+use crate::sampler::{self, Sample, Sampler};
+use crate::stats::{Distribution, mean};
+use crate::{OPERATION_PREFIX, RESOURCE_PREFIX, now_ms};
 
 pub const NS: &str = "bench";
 const SECRET: &str = "graph-credentials";
@@ -34,7 +38,6 @@ pub const PROPAGATION_TARGET_N: usize = 1_000;
 
 #[derive(Clone)]
 pub struct Cfg {
-    pub root: PathBuf,
     pub work: PathBuf,
     pub operator_bin: PathBuf,
     pub emulator_bin: PathBuf,
@@ -127,7 +130,7 @@ pub struct ScenarioReport {
     /// Mean time the emulator took to answer an operation GET (its own log).
     pub emulator_latency_mean_ms: f64,
     /// The apiserver's view of the requests made (whole scenario, setup included).
-    pub apiserver: Vec<cluster::ApiRequests>,
+    pub apiserver: Vec<apiserver::ApiRequests>,
     pub checks: Vec<Check>,
     pub samples: Vec<Sample>,
 }
@@ -156,7 +159,7 @@ fn timestamp(ms: i64) -> String {
 struct World {
     // Dropped in this order: emulator, then control plane.
     emulator: Emulator,
-    emu: EmuClient,
+    emu: EmulatorClient,
     client: kube::Client,
     cp: ControlPlane,
     dir: PathBuf,
@@ -166,15 +169,24 @@ async fn world(cfg: &Cfg, id: &str) -> anyhow::Result<World> {
     let dir = cfg.work.join(id);
     std::fs::create_dir_all(&dir)?;
     let started = Instant::now();
-    let cp =
-        ControlPlane::start(&cfg.control_plane_bin, &dir.join("cp"), &dir.join("control-plane.log"), cfg.keep_data)?;
-    let client = cluster::client(&cp.kubeconfig).await?;
-    cluster::install_crd(&client, &cfg.root.join("crds/passwordresetoperations.pwreset.dev.yaml")).await?;
+    let cp = ControlPlane::start_with(control_plane::Options {
+        binary: Some(cfg.control_plane_bin.clone()),
+        data_dir: Some(dir.join("cp")),
+        log: Some(dir.join("control-plane.log")),
+        keep_data: cfg.keep_data,
+    })?;
+    let client = cluster::client(cp.kubeconfig()).await?;
+    cp.install_crds();
     cluster::create_namespace(&client, NS).await?;
-    cluster::create_token_secret(&client, NS, SECRET, TOKEN).await?;
-    cluster::create_no_events_user(&client).await?;
-    let emulator = Emulator::start(&cfg.emulator_bin, &dir.join("emulator.log"))?;
-    let emu = EmuClient::new(&emulator.url);
+    cluster::create_secret(&client, NS, SECRET, json!({ "token": TOKEN })).await?;
+    apiserver::create_no_events_user(&client).await?;
+    let emulator = Emulator::start_with(emulator::Options {
+        binary: Some(cfg.emulator_bin.clone()),
+        args: vec!["--log-format".into(), "json".into()],
+        env: vec![("RUST_LOG".into(), "warn".into())],
+        log: Some(dir.join("emulator.log")),
+    })?;
+    let emu = emulator.client().clone();
     emu.add_token(TOKEN, TENANT).await?;
     say(id, &format!("control plane and emulator ready in {:.1}s", started.elapsed().as_secs_f64()));
     Ok(World { emulator, emu, client, cp, dir })
@@ -195,32 +207,29 @@ async fn create(cfg: &Cfg, w: &World, id: &str, resources: Vec<NewResource>) -> 
 }
 
 async fn start_operator(cfg: &Cfg, w: &World) -> anyhow::Result<(Operator, f64)> {
-    let log = w.dir.join("operator.log");
-    let mut op = Operator::start(&OperatorArgs {
-        binary: &cfg.operator_bin,
-        kubeconfig: &w.cp.kubeconfig,
-        graph_url: &w.emulator.url,
-        poll_interval: cfg.poll,
-        extra: &cfg.operator_extra,
-        env: &cfg.operator_env,
-        log: &log,
+    let mut args: Vec<String> = vec![
+        "--graph-url".into(),
+        w.emulator.url.clone(),
+        "--poll-interval".into(),
+        format!("{}ms", cfg.poll.as_millis()),
+        // The client-side limit must not be what is measured.
+        "--tenant-rate".into(),
+        "100000".into(),
+        "--tenant-burst".into(),
+        "100000".into(),
+    ];
+    args.extend(cfg.operator_extra.iter().cloned());
+    let op = Operator::start_with(operator::Options {
+        binary: Some(cfg.operator_bin.clone()),
+        kubeconfig: w.cp.kubeconfig().to_path_buf(),
+        args,
+        env: cfg.operator_env.clone(),
+        log: w.dir.join("operator.log"),
+        rust_log: "warn".into(),
     })?;
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
-    let url = format!("{}/readyz", op.metrics_url);
-    loop {
-        if let Some(status) = op.exited() {
-            bail!("the operator exited ({status}) before it was ready:\n{}", op.log_tail(30));
-        }
-        if let Ok(resp) = http.get(&url).send().await
-            && resp.status() == 200
-        {
-            let ready = op.started.elapsed().as_secs_f64();
-            return Ok((op, ready));
-        }
-        if op.started.elapsed() > Duration::from_secs(300) {
-            bail!("the operator was not ready within 300 s:\n{}", op.log_tail(30));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    match op.wait_ready_within(Duration::from_secs(300)).await {
+        Ok(ready) => Ok((op, ready.as_secs_f64())),
+        Err(e) => bail!("{e}:\n{}", op.log_tail(30)),
     }
 }
 
@@ -271,18 +280,18 @@ pub async fn scrape(metrics_url: &str) -> anyhow::Result<OpMetrics> {
 
 /// Reads the operator's CPU, memory and counters while it still runs, then stops it.
 async fn finish_operator(mut op: Operator, sampler: Sampler) -> anyhow::Result<(Process, OpMetrics, Vec<Sample>)> {
-    let metrics = scrape(&op.metrics_url).await.context("scraping the operator's /metrics")?;
-    let cpu = procs::cpu_seconds(op.pid).context("the operator is gone")?;
-    let (rss, hwm) = procs::memory_kib(op.pid).context("the operator is gone")?;
+    let metrics = scrape(&op.metrics_url()).await.context("scraping the operator's /metrics")?;
+    let cpu = cpu_seconds(op.pid).context("the operator is gone")?;
+    let (rss, hwm) = memory_kib(op.pid).context("the operator is gone")?;
     let wall = op.started.elapsed().as_secs_f64();
     let samples = sampler.finish();
     op.stop();
-    let log = std::fs::read_to_string(&op.log).unwrap_or_default();
+    let log = std::fs::read_to_string(op.log_path()).unwrap_or_default();
     let mut p = Process {
         wall_seconds: wall,
         cpu_seconds: cpu,
         average_cores: cpu / wall.max(1e-9),
-        peak_cores_10s: procs::peak_operator_cores(&samples, 10.0),
+        peak_cores_10s: sampler::peak_operator_cores(&samples, 10.0),
         peak_rss_mib: hwm as f64 / MIB,
         final_rss_mib: rss as f64 / MIB,
         log_warnings: log.lines().filter(|l| l.contains("\"level\":\"WARN\"")).count(),
@@ -290,7 +299,7 @@ async fn finish_operator(mut op: Operator, sampler: Sampler) -> anyhow::Result<(
         ..Process::default()
     };
     if let (Some(a), Some(b)) = (samples.first(), samples.last()) {
-        let load = procs::load_between(a, b);
+        let load = sampler::load_between(a, b);
         p.control_plane_cores = load.control_plane;
         p.emulator_cores = load.emulator;
         p.bench_cores = load.bench;
@@ -300,10 +309,10 @@ async fn finish_operator(mut op: Operator, sampler: Sampler) -> anyhow::Result<(
 }
 
 /// Average cores between `from` and `to` seconds after spawn.
-fn load_during(samples: &[Sample], from: f64, to: f64) -> procs::Load {
+fn load_during(samples: &[Sample], from: f64, to: f64) -> sampler::Load {
     match (samples.iter().find(|s| s.t >= from), samples.iter().rev().find(|s| s.t <= to)) {
-        (Some(a), Some(b)) if b.t > a.t => procs::load_between(a, b),
-        _ => procs::Load::default(),
+        (Some(a), Some(b)) if b.t > a.t => sampler::load_between(a, b),
+        _ => sampler::Load::default(),
     }
 }
 
@@ -475,14 +484,14 @@ pub async fn active(cfg: &Cfg, n: usize, no_events: bool) -> anyhow::Result<Scen
     let waiting =
         (0..n).map(|i| emulator_operation(i, created, json!([{"status": "notStarted", "afterMs": 0}]))).collect();
     w.emu.add_operations(waiting).await?;
-    let recorder = Recorder::start(&w.client, NS, n);
+    let recorder = Recorder::start(&w.client, NS, RESOURCE_PREFIX, n);
     recorder.wait_baseline().await?;
     let collector = Collector::start(&w.emu);
 
     let spawn_ms = now_ms();
     let (mut op, ready) = if no_events {
         let mut env = cfg.operator_env.clone();
-        env.push(("KUBE_RS_DEBUG_IMPERSONATE_USER".into(), cluster::NO_EVENTS_USER.into()));
+        env.push(("KUBE_RS_DEBUG_IMPERSONATE_USER".into(), apiserver::NO_EVENTS_USER.into()));
         start_operator(&Cfg { operator_env: env, ..cfg.clone() }, &w).await?
     } else {
         start_operator(cfg, &w).await?
@@ -517,7 +526,7 @@ pub async fn active(cfg: &Cfg, n: usize, no_events: bool) -> anyhow::Result<Scen
     w.emu.add_operations(scripted).await?;
     let sweep_text = sweep.map_or("incomplete".to_string(), |s| format!("done after {s:.1}s"));
     say(&id, &format!("sweep {sweep_text}; operations now finish over {:?}", cfg.spread));
-    let cpu_at_t1 = procs::cpu_seconds(op.pid).unwrap_or(0.0);
+    let cpu_at_t1 = cpu_seconds(op.pid).unwrap_or(0.0);
 
     let deadline = Instant::now() + cfg.spread + Duration::from_secs(120) + Duration::from_millis(20 * n as u64);
     let mut all_finished_ms = None;
@@ -548,7 +557,7 @@ pub async fn active(cfg: &Cfg, n: usize, no_events: bool) -> anyhow::Result<Scen
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let cpu_at_end = procs::cpu_seconds(op.pid).unwrap_or(0.0);
+    let cpu_at_end = cpu_seconds(op.pid).unwrap_or(0.0);
     let tracking_s = (now_ms() - t1) as f64 / 1000.0;
     // Two more poll intervals: any GET for a finished operation would show up here.
     let tail = cfg.poll * 2 + Duration::from_secs(1);
@@ -561,9 +570,9 @@ pub async fn active(cfg: &Cfg, n: usize, no_events: bool) -> anyhow::Result<Scen
     let restarts = recorder.restarts();
     let tracks = recorder.finish();
     let state_changes_seen: u64 = tracks.iter().map(|t| t.states.len() as u64).sum();
-    let events = cluster::count_events(&w.client, NS).await?;
+    let events = apiserver::count_events(&w.client, NS).await?;
     let emulator_stats = w.emu.stats().await?;
-    let apiserver = cluster::apiserver_requests(&w.client).await.unwrap_or_default();
+    let apiserver = apiserver::apiserver_requests(&w.client).await.unwrap_or_default();
     drop(w);
     let emulator_latency_mean_ms = mean(log.gets.iter().map(|g| g.duration_ms as f64));
     let graph_gets_not_ok = log.gets.iter().filter(|g| g.status != 200).count();
@@ -865,7 +874,7 @@ pub async fn startup(cfg: &Cfg, n: usize) -> anyhow::Result<ScenarioReport> {
         })
         .collect();
     w.emu.add_operations(ops).await?;
-    let recorder = Recorder::start(&w.client, NS, n);
+    let recorder = Recorder::start(&w.client, NS, RESOURCE_PREFIX, n);
     recorder.wait_baseline().await?;
     let (finished_at_start, _, _) = recorder.counts();
     if finished_at_start != n {
@@ -879,7 +888,7 @@ pub async fn startup(cfg: &Cfg, n: usize) -> anyhow::Result<ScenarioReport> {
     // Every resource is reconciled once at start: how long until the last one was?
     let mut swept = None;
     while op.started.elapsed() < Duration::from_secs(120) {
-        let m = scrape(&op.metrics_url).await?;
+        let m = scrape(&op.metrics_url()).await?;
         if m.reconciles_ok + m.reconciles_error >= n as f64 {
             swept = Some(op.started.elapsed().as_secs_f64());
             break;
@@ -895,9 +904,9 @@ pub async fn startup(cfg: &Cfg, n: usize) -> anyhow::Result<ScenarioReport> {
     let restarts = recorder.restarts();
     let tracks = recorder.finish();
     let state_changes_seen: u64 = tracks.iter().map(|t| t.states.len() as u64).sum();
-    let events = cluster::count_events(&w.client, NS).await?;
+    let events = apiserver::count_events(&w.client, NS).await?;
     let emulator_stats = w.emu.stats().await?;
-    let apiserver = cluster::apiserver_requests(&w.client).await.unwrap_or_default();
+    let apiserver = apiserver::apiserver_requests(&w.client).await.unwrap_or_default();
     drop(w);
     let emulator_latency_mean_ms = mean(log.gets.iter().map(|g| g.duration_ms as f64));
     let graph_gets_not_ok = log.gets.iter().filter(|g| g.status != 200).count();
@@ -988,7 +997,7 @@ pub async fn steady(cfg: &Cfg, n: usize) -> anyhow::Result<ScenarioReport> {
     let created = now_ms() - 60_000;
     let ops = (0..n).map(|i| emulator_operation(i, created, json!([{"status": "running", "afterMs": 0}]))).collect();
     w.emu.add_operations(ops).await?;
-    let recorder = Recorder::start(&w.client, NS, n);
+    let recorder = Recorder::start(&w.client, NS, RESOURCE_PREFIX, n);
     recorder.wait_baseline().await?;
     let collector = Collector::start(&w.emu);
 
@@ -1002,7 +1011,7 @@ pub async fn steady(cfg: &Cfg, n: usize) -> anyhow::Result<ScenarioReport> {
     // A moment for the last writes of the sweep to land, then the steady window.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (_, _, writes0) = recorder.counts();
-    let m0 = scrape(&op.metrics_url).await?;
+    let m0 = scrape(&op.metrics_url()).await?;
     let w0 = now_ms();
     say(&id, &format!("steady window of {:?} starts", cfg.steady_window));
     let window_end = Instant::now() + cfg.steady_window;
@@ -1013,7 +1022,7 @@ pub async fn steady(cfg: &Cfg, n: usize) -> anyhow::Result<ScenarioReport> {
         tokio::time::sleep(Duration::from_millis(500).min(window_end.saturating_duration_since(Instant::now()))).await;
     }
     let w1 = now_ms();
-    let m1 = scrape(&op.metrics_url).await?;
+    let m1 = scrape(&op.metrics_url()).await?;
     let (_, _, writes1) = recorder.counts();
     let (mut process, metrics, samples) = finish_operator(op, sampler).await?;
     process.ready_seconds = ready;
@@ -1021,9 +1030,9 @@ pub async fn steady(cfg: &Cfg, n: usize) -> anyhow::Result<ScenarioReport> {
     let restarts = recorder.restarts();
     let tracks: Vec<Track> = recorder.finish();
     let state_changes_seen: u64 = tracks.iter().map(|t| t.states.len() as u64).sum();
-    let events = cluster::count_events(&w.client, NS).await?;
+    let events = apiserver::count_events(&w.client, NS).await?;
     let emulator_stats = w.emu.stats().await?;
-    let apiserver = cluster::apiserver_requests(&w.client).await.unwrap_or_default();
+    let apiserver = apiserver::apiserver_requests(&w.client).await.unwrap_or_default();
     drop(w);
     let emulator_latency_mean_ms = mean(log.gets.iter().map(|g| g.duration_ms as f64));
     let graph_gets_not_ok = log.gets.iter().filter(|g| g.status != 200).count();

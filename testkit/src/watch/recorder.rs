@@ -1,5 +1,5 @@
-//! Watches every resource and records, per resource, what the operator wrote and when the
-//! bench saw it: the resourceVersion changes (status writes), the Graph states in the order
+//! Watches numbered resources (`pro-00000`…) and records, per resource, what the operator
+//! wrote and when the watch saw it: the resourceVersion changes (status writes), the Graph states in the order
 //! they appeared, and when `Finished` became True.
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -11,8 +11,10 @@ use kube::api::Api;
 use kube::runtime::watcher;
 use kube::{Resource as _, ResourceExt as _};
 
-use super::cluster::Pro;
-use super::now_ms;
+use pwreset_operator::api::PasswordResetOperation as Pro;
+
+use super::{index_of, is_finished};
+use crate::now_ms;
 
 #[derive(Debug, Clone, Default)]
 pub struct Track {
@@ -58,21 +60,13 @@ pub struct Recorder {
     task: tokio::task::JoinHandle<()>,
 }
 
-/// Index of `pro-00042`: 42.
-pub fn index_of(name: &str, prefix: &str) -> Option<usize> {
-    name.strip_prefix(prefix)?.parse().ok()
-}
-
-fn is_finished(o: &Pro) -> bool {
-    o.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Finished" && c.status == "True"))
-}
-
 impl Recorder {
-    pub fn start(client: &kube::Client, ns: &str, n: usize) -> Recorder {
+    /// Watches `ns` for the resources `{prefix}{index}`, index below `n`.
+    pub fn start(client: &kube::Client, ns: &str, prefix: &str, n: usize) -> Recorder {
         let shared = Arc::new(Mutex::new(Shared { tracks: vec![Track::default(); n], ..Shared::default() }));
         let restarts = Arc::new(AtomicU32::new(0));
         let api: Api<Pro> = Api::namespaced(client.clone(), ns);
-        let (s, r) = (shared.clone(), restarts.clone());
+        let (s, r, p) = (shared.clone(), restarts.clone(), prefix.to_string());
         let task = tokio::spawn(async move {
             let mut inits = 0u32;
             let mut stream = watcher(api, watcher::Config::default()).boxed();
@@ -87,12 +81,12 @@ impl Recorder {
                     }
                     Ok(watcher::Event::InitApply(o) | watcher::Event::Apply(o)) => {
                         let mut g = s.lock().unwrap();
-                        observe(&mut g, &o, now);
+                        observe(&mut g, &p, &o, now);
                     }
                     Ok(watcher::Event::InitDone) => s.lock().unwrap().baseline_done = true,
                     Ok(watcher::Event::Delete(_)) => {}
                     Err(e) => {
-                        eprintln!("bench: watch error (retrying): {e}");
+                        eprintln!("watch error (retrying): {e}");
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }
                 }
@@ -109,7 +103,7 @@ impl Recorder {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        anyhow::bail!("the bench's watch did not list the resources within 60 s")
+        anyhow::bail!("the watch did not list the resources within 60 s")
     }
 
     /// (finished, with a Graph state, status writes) so far.
@@ -133,8 +127,8 @@ impl Recorder {
     }
 }
 
-fn observe(g: &mut Shared, o: &Pro, now: i64) {
-    let Some(i) = index_of(&o.name_any(), super::RESOURCE_PREFIX) else { return };
+fn observe(g: &mut Shared, prefix: &str, o: &Pro, now: i64) {
+    let Some(i) = index_of(&o.name_any(), prefix) else { return };
     let baseline = !g.baseline_done;
     let rv = o.meta().resource_version.clone();
     let state = o.status.as_ref().and_then(|s| s.status.clone());
