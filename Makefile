@@ -94,3 +94,38 @@ chart-lint: $(HELM) ## helm lint the chart with its default and its ci/ values
 		echo "$(HELM) lint --strict charts/pwreset-operator --values $$f"; \
 		$(HELM) lint --strict charts/pwreset-operator --values $$f || exit 1; \
 	done
+
+# ---------------------------------------------------------------------------------------
+# Monitoring and chart docs: promtool checks and unit-tests the chart's alerts and the
+# dashboard's queries; helm-docs writes the chart README from values.yaml's comments.
+# Both are built from Go modules, like helm. Prometheus 3.x tags its Go module v0.3XX.Y
+# (v0.316.0 is Prometheus 3.16.0).
+# ---------------------------------------------------------------------------------------
+PROMTOOL_VERSION  := v0.316.0
+HELM_DOCS_VERSION := v1.14.2
+PROMTOOL          := $(TOOLS_BIN)/promtool
+HELM_DOCS         := $(TOOLS_BIN)/helm-docs
+
+# remove_all_sd leaves out the service-discovery plugins (cloud SDKs, client-go): the
+# tests only check and unit-test rules, and the build is about a third smaller.
+$(PROMTOOL): | check-toolchains
+	@mkdir -p $(@D)
+	GOBIN=$(TOOLS_BIN) $(GO) install -tags remove_all_sd github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
+
+$(HELM_DOCS): | check-toolchains
+	@mkdir -p $(@D)
+	GOBIN=$(TOOLS_BIN) $(GO) install github.com/norwoodj/helm-docs/cmd/helm-docs@$(HELM_DOCS_VERSION)
+
+.PHONY: monitoring-tools
+monitoring-tools: $(HELM) $(PROMTOOL) $(HELM_DOCS) ## build helm, promtool and helm-docs from Go modules
+
+.PHONY: chart-docs
+chart-docs: $(HELM_DOCS) ## regenerate charts/pwreset-operator/README.md from values.yaml and README.md.gotmpl
+	$(HELM_DOCS) --chart-search-root charts --template-files README.md.gotmpl
+
+.PHONY: test-monitoring
+test-monitoring: monitoring-tools ## the alert, dashboard and chart README tests alone (no control plane)
+	$(CARGO) test --locked --test monitoring
+
+# `make test` builds what tests/monitoring.rs needs.
+test: monitoring-tools

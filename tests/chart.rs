@@ -20,6 +20,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 const RELEASE: &str = "rel";
+/// The test control plane's version (the Makefile's K8S_VERSION).
+const KUBE_VERSION: &str = "v1.36.3";
 const TENANT: &str = "contoso";
 const TENANT_ID: &str = "11111111-2222-3333-4444-555555555555";
 /// Namespaces named by ci/ha-values.yaml and ci/sharded-values.yaml.
@@ -72,9 +74,18 @@ fn run_full(cmd: &mut Command, stdin: Option<&str>) -> (bool, String, String) {
     )
 }
 
-/// `helm template rel <chart> -n <ns> <args>`.
+/// `helm template rel <chart> -n <ns> <args>`, for the test control plane's Kubernetes
+/// version: a helm built with `go install` assumes v1.20 without a cluster, older than
+/// the chart's kubeVersion.
 fn template(ns: &str, args: &[&str]) -> Result<String, String> {
-    run(helm().args(["template", RELEASE]).arg(chart()).args(["--namespace", ns]).args(args), None)
+    run(
+        helm()
+            .args(["template", RELEASE])
+            .arg(chart())
+            .args(["--namespace", ns, "--kube-version", KUBE_VERSION])
+            .args(args),
+        None,
+    )
 }
 
 fn render(ns: &str, args: &[&str]) -> Vec<Value> {
@@ -191,6 +202,42 @@ fn chart_versions_match_the_crate() {
         serde_json::from_str(&std::fs::read_to_string(chart().join("values.schema.json")).unwrap()).unwrap();
     assert_eq!(schema["$schema"], "http://json-schema.org/draft-07/schema#");
     assert_eq!(schema["additionalProperties"], false, "a misspelt top-level value must fail");
+}
+
+/// `v` with every number as a float, so 1 and 1.0 compare equal.
+fn numbers_as_f64(v: &Value) -> Value {
+    match v {
+        Value::Number(n) => json!(n.as_f64().unwrap()),
+        Value::Array(a) => Value::Array(a.iter().map(numbers_as_f64).collect()),
+        Value::Object(o) => Value::Object(o.iter().map(|(k, v)| (k.clone(), numbers_as_f64(v))).collect()),
+        other => other.clone(),
+    }
+}
+
+/// crds/ (installed once by `helm install`) by default; with crds.enabled the same CRD as a
+/// template, so `helm upgrade` upgrades it, kept on uninstall unless crds.keep=false.
+#[test]
+fn the_chart_manages_its_crd_only_when_asked() {
+    let read = |p: PathBuf| std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let chart_crd = read(chart().join("crds/passwordresetoperations.pwreset.dev.yaml"));
+    assert_eq!(chart_crd, read(repo_root().join("crds/passwordresetoperations.pwreset.dev.yaml")), "make crds");
+    let file: Value = serde_yaml::from_str(&chart_crd).unwrap();
+
+    assert!(of_kind(&render("ops", &[]), "CustomResourceDefinition").is_empty(), "not a template by default");
+    let objs = render("ops", &["--set", "crds.enabled=true"]);
+    let crds = of_kind(&objs, "CustomResourceDefinition");
+    assert_eq!(crds.len(), 1);
+    let crd = crds[0];
+    assert_eq!(crd["metadata"]["name"], file["metadata"]["name"]);
+    // Helm's fromYaml/toYaml writes 1.0 as 1: the same JSON number to the API server.
+    assert_eq!(numbers_as_f64(&crd["spec"]), numbers_as_f64(&file["spec"]), "the template is the file in crds/");
+    assert_eq!(crd["metadata"]["labels"]["app.kubernetes.io/managed-by"], "Helm");
+    assert_eq!(crd["metadata"]["labels"]["app.kubernetes.io/instance"], RELEASE);
+    assert_eq!(crd["metadata"]["annotations"]["helm.sh/resource-policy"], "keep", "crds.keep defaults to true");
+
+    let objs = render("ops", &["--set", "crds.enabled=true", "--set", "crds.keep=false"]);
+    let crd = of_kind(&objs, "CustomResourceDefinition")[0];
+    assert!(crd["metadata"]["annotations"]["helm.sh/resource-policy"].is_null(), "{}", crd["metadata"]);
 }
 
 #[test]
@@ -496,18 +543,21 @@ fn ensure_namespace(cp: &ControlPlane, ns: &str) {
     run(cp.kubectl().args(["apply", "-f", "-"]), Some(&manifest)).unwrap();
 }
 
-/// A stand-in for the Prometheus Operator's ServiceMonitor CRD (any spec accepted), so
-/// the API server can take the rendered ServiceMonitor's apiVersion and kind.
-fn install_servicemonitor_crd(cp: &ControlPlane) {
-    let crd = r#"
+/// Stand-ins for the Prometheus Operator's ServiceMonitor and PrometheusRule CRDs (any spec
+/// accepted), so the API server can take the rendered objects' apiVersion and kind.
+fn install_monitoring_crds(cp: &ControlPlane) {
+    for (kind, plural) in [("ServiceMonitor", "servicemonitors"), ("PrometheusRule", "prometheusrules")] {
+        let singular = kind.to_lowercase();
+        let crd = format!(
+            r#"
 apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
 metadata:
-  name: servicemonitors.monitoring.coreos.com
+  name: {plural}.monitoring.coreos.com
 spec:
   group: monitoring.coreos.com
   scope: Namespaced
-  names: {kind: ServiceMonitor, listKind: ServiceMonitorList, plural: servicemonitors, singular: servicemonitor}
+  names: {{kind: {kind}, listKind: {kind}List, plural: {plural}, singular: {singular}}}
   versions:
     - name: v1
       served: true
@@ -516,14 +566,16 @@ spec:
         openAPIV3Schema:
           type: object
           x-kubernetes-preserve-unknown-fields: true
-"#;
-    run(cp.kubectl().args(["apply", "-f", "-"]), Some(crd)).unwrap();
-    cp.kubectl_ok(&[
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/servicemonitors.monitoring.coreos.com",
-    ]);
+"#
+        );
+        run(cp.kubectl().args(["apply", "-f", "-"]), Some(&crd)).unwrap();
+        cp.kubectl_ok(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            &format!("crd/{plural}.monitoring.coreos.com"),
+        ]);
+    }
 }
 
 #[test]
@@ -542,7 +594,7 @@ fn the_api_server_accepts_every_rendered_object() {
     for n in CI_NAMESPACES {
         ensure_namespace(cp, n);
     }
-    install_servicemonitor_crd(cp);
+    install_monitoring_crds(cp);
     let ha = ci_values("ha-values.yaml");
     let sharded = ci_values("sharded-values.yaml");
     let cases: Vec<Vec<&str>> = vec![
@@ -551,10 +603,32 @@ fn the_api_server_accepts_every_rendered_object() {
         vec!["--values", &sharded],
         vec!["--set", "watchNamespace=pwreset-ci-team-b", "--set", "networkPolicy.enabled=true"],
         vec!["--set", "podDisruptionBudget.enabled=true", "--set", "rbac.create=false", "--set", "logFormat=text"],
+        // The CRD as a template, the alerts and the dashboard.
+        vec![
+            "--set",
+            "crds.enabled=true",
+            "--set",
+            "prometheusRule.enabled=true",
+            "--set",
+            "prometheusRule.labels.release=prometheus",
+            "--set",
+            "grafanaDashboard.enabled=true",
+        ],
     ];
     let dry_run = |rendered: &str| {
         run_full(
-            cp.kubectl().args(["apply", "--server-side", "--dry-run=server", "--field-manager=chart-test", "-f", "-"]),
+            // --force-conflicts: renderings with crds.enabled re-apply the shared CRD, whose
+            // labels another test's release may own; the question here is only whether the
+            // API server accepts each object.
+            cp.kubectl().args([
+                "apply",
+                "--server-side",
+                "--dry-run=server",
+                "--force-conflicts",
+                "--field-manager=chart-test",
+                "-f",
+                "-",
+            ]),
             Some(rendered),
         )
     };
@@ -870,6 +944,42 @@ async fn installed_chart_rbac_is_enough_and_no_more() {
         "name",
     ]);
     assert!(left.trim().is_empty(), "helm uninstall leaves nothing cluster-wide: {left}");
+}
+
+/// crds.enabled on a cluster that already has the CRD (from crds/, as every release had
+/// before): Helm refuses to adopt it unless told to with --take-ownership, as the chart
+/// README says; then the release owns it, and `helm uninstall` keeps it (crds.keep).
+#[test]
+fn installed_chart_takes_over_the_crd_and_keeps_it_on_uninstall() {
+    let cp = ControlPlane::shared();
+    let sys = unique_name("chart-crd");
+    let crd = "crd/passwordresetoperations.pwreset.dev";
+    let install = |release: &str, extra: &[&str]| {
+        run(
+            helm()
+                .args(["install", release, "--namespace", &sys, "--create-namespace", "--skip-crds", "--kubeconfig"])
+                .arg(cp.kubeconfig())
+                .arg(chart())
+                .args(["--set", "crds.enabled=true"])
+                .args(extra),
+            None,
+        )
+    };
+    let err = install("crd-refused", &[]).expect_err("Helm must not silently adopt an existing CRD");
+    assert!(err.contains("passwordresetoperations.pwreset.dev") && err.contains("ownership"), "{err}");
+
+    install("crd-owner", &["--take-ownership"]).unwrap_or_else(|e| panic!("helm install --take-ownership: {e}"));
+    let meta = |path: &str| cp.kubectl_ok(&["get", crd, "-o", &format!("jsonpath={{{path}}}")]);
+    assert_eq!(meta(".metadata.annotations.meta\\.helm\\.sh/release-name"), "crd-owner");
+    assert_eq!(meta(".metadata.annotations.helm\\.sh/resource-policy"), "keep");
+    assert_eq!(meta(".metadata.labels.app\\.kubernetes\\.io/managed-by"), "Helm");
+
+    uninstall(cp, "crd-owner", &sys);
+    assert_eq!(
+        meta(".metadata.name"),
+        "passwordresetoperations.pwreset.dev",
+        "helm uninstall kept the CRD, and so everyone's resources"
+    );
 }
 
 /// watchNamespace: Roles only. The operator (as the chart's ServiceAccount, with the chart's

@@ -119,3 +119,9 @@ app.kubernetes.io/component: operator
 {{- fail "metrics.serviceMonitor.enabled needs metrics.service.enabled: the ServiceMonitor selects the metrics Service" }}
 {{- end }}
 {{- end }}
+
+{{/* PromQL label matchers selecting the operator's own series in the alerts: by default
+     what the chart's ServiceMonitor scrapes (job = the metrics Service's name). */}}
+{{- define "pwreset-operator.alertSelector" -}}
+{{- default (printf "job=%q,namespace=%q" (printf "%s-metrics" (include "pwreset-operator.fullname" .)) .Release.Namespace) .Values.prometheusRule.selector }}
+{{- end }}
