@@ -11,6 +11,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -704,4 +705,56 @@ fn chart_readme_is_generated_from_values_yaml() {
         std::fs::write(values, text).unwrap();
     });
     assert!(drifted != committed && drifted.contains("undocumentedInReadme"), "helm-docs ignored values.yaml");
+}
+
+/// The metric list the checks above use is exactly what a running operator exports: a live
+/// `/metrics` (from the operator started against the real control plane, after one resource
+/// went through a token refresh, a throttled answer and a good one, so every family has a
+/// sample) names the same series, so an alert or a panel never relies on a metric that does
+/// not exist.
+#[tokio::test]
+async fn the_metric_list_is_what_a_live_operator_exports() {
+    use serde_json::json;
+    let parts = pwreset_testkit::Harness::start_without_operator().await;
+    let tenant =
+        json!({"id": "tenant-m", "clients": [{"clientId": "app", "refreshTokens": ["rt-m"], "subject": "admin"}]});
+    parts.emulator.admin("POST", "/tenants", tenant).await;
+    let credentials = json!({"tenantId": "tenant-m", "clientId": "app", "refreshToken": "rt-m"});
+    pwreset_testkit::harness::create_secret(&parts.client, &parts.ns, "delegated", credentials).await;
+    let operation =
+        json!({"userId": "u1", "id": "op1", "status": "running", "respond": [{"status": 429, "retryAfter": 1}]});
+    parts.emulator.add_operation(operation).await;
+    let operator = parts.start_operator(&["--login-url", parts.emulator.url.as_str()]);
+    operator.wait_ready().await;
+    let h = parts.with_operator(operator);
+    h.create("m", json!({"userId": "u1", "operationId": "op1", "credentialsSecretRef": {"name": "delegated"}})).await;
+
+    let expected = operator_series_names();
+    let live = pwreset_testkit::eventually("every metric family to have a sample", Duration::from_secs(60), || async {
+        let (_, body) = h.operator.http_get("/metrics").await.map_err(|e| e.to_string())?;
+        let live = exported_series(&body);
+        if live.is_superset(&expected) { Ok(live) } else { Err(format!("{:?}", expected.difference(&live))) }
+    })
+    .await;
+    assert_eq!(expected, live, "OPERATOR_METRICS must list exactly what the operator exports");
+}
+
+/// Series names of an OpenMetrics text, from its `# TYPE` lines.
+fn exported_series(body: &str) -> BTreeSet<String> {
+    let mut live = BTreeSet::new();
+    for line in body.lines() {
+        let Some(rest) = line.strip_prefix("# TYPE ") else { continue };
+        let (name, kind) = rest.split_once(' ').expect("`# TYPE name kind`");
+        match kind {
+            "counter" => {
+                live.insert(format!("{name}_total"));
+            }
+            "gauge" => {
+                live.insert(name.to_string());
+            }
+            "histogram" => live.extend(["_bucket", "_sum", "_count"].iter().map(|s| format!("{name}{s}"))),
+            other => panic!("{name}: unexpected metric type {other}"),
+        }
+    }
+    live
 }
