@@ -14,6 +14,10 @@ use serde::{Deserialize, Serialize};
 
 /// Rejects characters that would let an id escape its URL path segment, and control characters.
 const PATH_SEGMENT_RULE: &str = "!self.matches('[/?#%\\\\s\\\\x00-\\\\x1f\\\\x7f]')";
+/// The same for a user id, where `#` is allowed: guests' UPNs contain `#EXT#` (sent encoded).
+const USER_SEGMENT_RULE: &str = "!self.matches('[/?%\\\\\\\\\\\\s\\\\x00-\\\\x1f\\\\x7f]')";
+/// `.` and `..` are not ids: URL libraries collapse them into the parent path.
+const NOT_DOTS_RULE: &str = "!self.matches('^[.]+$')";
 
 /// Tracks one Microsoft Entra ID password-reset operation (a Microsoft Graph
 /// longRunningOperation read with GET /users/{id}/authentication/operations/{id}) and mirrors
@@ -57,14 +61,20 @@ pub struct PasswordResetOperationSpec {
     /// location instead of both. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 256))]
-    #[x_kube(validation = Rule::new(PATH_SEGMENT_RULE).message("userId must not contain '/', '?', '#', '%', whitespace or control characters: it is used as one URL path segment"))]
+    #[x_kube(
+        validation = Rule::new(USER_SEGMENT_RULE).message("userId must not contain '/', '\\', '?', '%', whitespace or control characters: it is used as one URL path segment (a guest's #EXT# is fine)"),
+        validation = Rule::new(NOT_DOTS_RULE).message("userId must be an object id or userPrincipalName, not '.' or '..'")
+    )]
     pub user_id: Option<String>,
 
     /// The id of the operation, the last segment of the Location URL that resetPassword
     /// returned. It is not always a GUID. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 128))]
-    #[x_kube(validation = Rule::new(PATH_SEGMENT_RULE).message("operationId must not contain '/', '?', '#', '%', whitespace or control characters: it is used as one URL path segment"))]
+    #[x_kube(
+        validation = Rule::new(PATH_SEGMENT_RULE).message("operationId must not contain '/', '?', '#', '%', whitespace or control characters: it is used as one URL path segment"),
+        validation = Rule::new(NOT_DOTS_RULE).message("operationId must be the id from the Location URL, not '.' or '..'")
+    )]
     pub operation_id: Option<String>,
 
     /// The full URL from the Location header of the resetPassword answer, query string
@@ -76,7 +86,8 @@ pub struct PasswordResetOperationSpec {
     #[schemars(length(min = 1, max = 2048))]
     #[x_kube(
         validation = Rule::new("self.startsWith('https://') || self.matches('^http://(127\\\\.0\\\\.0\\\\.1|localhost|\\\\[::1\\\\])(:[0-9]+)?/')").message("location must be an https:// URL of Microsoft Graph (plain http is accepted only for a Graph emulator on the loopback address)"),
-        validation = Rule::new("self.matches('^https?://[^/?#]+/[^?#]*/users/[^/?#]+/authentication/operations/[^/?#]+([?][^#]*)?$')").message("location must be a Graph operation URL of the form https://HOST/v1.0/users/{user}/authentication/operations/{id}[?query]"),
+        validation = Rule::new("self.matches('^https?://[^/?#@\\\\\\\\]+/v1[.]0/users/[^/?#\\\\\\\\]+/authentication/operations/[^/?#\\\\\\\\]+([?][^#]*)?$')").message("location must be a Graph operation URL of the form https://HOST/v1.0/users/{user}/authentication/operations/{id}[?query], with no user name or password in it"),
+        validation = Rule::new("!self.matches('/[.]{1,2}([/?]|$)') && !self.matches('(?i)%2f|%5c|%2e')").message("location must not contain dot segments ('.', '..') or encoded slashes or dots"),
         validation = Rule::new("!self.matches('[\\\\s\\\\x00-\\\\x1f\\\\x7f]')").message("location must not contain whitespace or control characters")
     )]
     pub location: Option<String>,

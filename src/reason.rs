@@ -87,6 +87,7 @@ reasons! {
     OperationNotFound => Failed, true, "check userId/operationId; operations are purged after a while";
     DeadlineExceeded => Failed, true, "activeDeadlineSeconds passed";
     LocationHostNotAllowed => Failed, true, "location is not on the operator's Graph host";
+    InvalidLocation => Failed, true, "location must be the operation URL resetPassword returned (no user name, dot segments or encoded slashes)";
     InvalidSpec => Failed, true, "set userId with operationId, or location (an older CRD let this through)";
     CredentialsNotConfigured => Blocked, true, "name a Secret (spec.credentialsSecretRef or --default-credentials-secret); picked up within 30 s";
     CredentialsSecretNotFound => Blocked, true, "create the Secret; picked up within 30 s";

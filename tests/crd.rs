@@ -66,7 +66,14 @@ fn invalid_resources_are_rejected_with_readable_messages() {
         ("slash in userId", "  userId: a/b\n  operationId: op\n".into(), "userId must not contain '/'"),
         ("dot-dot path in userId", "  userId: ../admin\n  operationId: op\n".into(), "userId must not contain"),
         ("question mark in userId", "  userId: 'a?x=1'\n  operationId: op\n".into(), "userId must not contain"),
-        ("hash in userId", "  userId: 'a#b'\n  operationId: op\n".into(), "userId must not contain"),
+        ("hash in operationId", "  userId: alice\n  operationId: 'a#b'\n".into(), "operationId must not contain"),
+        ("backslash in userId", "  userId: 'a\\b'\n  operationId: op\n".into(), "userId must not contain"),
+        (
+            "dot-dot userId",
+            "  userId: '..'\n  operationId: op\n".into(),
+            "userId must be an object id or userPrincipalName",
+        ),
+        ("dot operationId", "  userId: alice\n  operationId: '.'\n".into(), "operationId must be the id"),
         ("percent in userId", "  userId: a%2Fb\n  operationId: op\n".into(), "userId must not contain"),
         ("space in userId", "  userId: 'a b'\n  operationId: op\n".into(), "userId must not contain"),
         (
@@ -98,6 +105,26 @@ fn invalid_resources_are_rejected_with_readable_messages() {
             "location must be a Graph operation URL",
         ),
         ("location with a fragment", format!("  location: '{graph}#frag'\n"), "location must be a Graph operation URL"),
+        (
+            "location with a user name",
+            "  location: https://x@graph.microsoft.com/v1.0/users/u/authentication/operations/o\n".into(),
+            "no user name or password",
+        ),
+        (
+            "location with dot segments",
+            "  location: https://graph.microsoft.com/v1.0/users/u/authentication/operations/../../../me\n".into(),
+            "location must not contain dot segments",
+        ),
+        (
+            "location with an encoded dot-dot",
+            "  location: https://graph.microsoft.com/v1.0/users/u/authentication/operations/%2E%2e\n".into(),
+            "location must not contain dot segments",
+        ),
+        (
+            "beta location",
+            "  location: https://graph.microsoft.com/beta/users/u/authentication/operations/o\n".into(),
+            "location must be a Graph operation URL",
+        ),
         ("location with whitespace", format!("  location: '{graph}?a=b c'\n"), "whitespace"),
         ("over-long location", format!("  location: {graph}?q={}\n", "x".repeat(2100)), "Too long"),
         ("poll interval without unit", format!("{id}  pollInterval: '10'\n"), "pollInterval must be a duration"),
@@ -129,8 +156,16 @@ fn invalid_resources_are_rejected_with_readable_messages() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 
-    // Loopback http is allowed for a Graph emulator; both valid forms are accepted.
+    // Loopback http is allowed for a Graph emulator; both valid forms are accepted, and so are
+    // a guest's UPN (with #EXT#) and a UPN that starts with '$'.
     apply(cp, &ns, &resource("by-id", &format!("{id}  pollInterval: 1m30s\n  activeDeadlineSeconds: 600\n"))).unwrap();
+    apply(
+        cp,
+        &ns,
+        &resource("guest", "  userId: 'bob_fabrikam.com#EXT#@contoso.onmicrosoft.com'\n  operationId: op-1\n"),
+    )
+    .unwrap();
+    apply(cp, &ns, &resource("dollar", "  userId: '$svc@contoso.com'\n  operationId: op-1\n")).unwrap();
     apply(
         cp,
         &ns,

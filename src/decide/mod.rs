@@ -23,7 +23,7 @@ use url::Url;
 
 use crate::api::{PasswordResetOperationSpec, PasswordResetOperationStatus};
 use crate::conditions::{self, Phase};
-use crate::graph::client::{OperationRef, operation_url};
+use crate::graph::{GraphErrorKind, OperationRef, operation_url};
 use crate::graph::{LongRunningOperation, Outcome};
 use crate::reason::Reason;
 
@@ -170,7 +170,10 @@ pub fn start(input: &Input) -> Start {
     };
     let url = match operation_url(&input.policy.graph_root, &target) {
         Ok(url) => url,
-        Err(e) => return decided(Phase::new(Reason::LocationHostNotAllowed, e.message)),
+        Err(e) if e.kind == GraphErrorKind::ForeignHost => {
+            return decided(Phase::new(Reason::LocationHostNotAllowed, e.message));
+        }
+        Err(e) => return decided(Phase::new(Reason::InvalidLocation, e.message)),
     };
     // A resource without conditions looks healthy to kstatus: say "in progress" if the
     // first answer takes its time.

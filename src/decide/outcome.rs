@@ -102,6 +102,7 @@ pub(super) fn judge(input: &Input, current: &PasswordResetOperationStatus, outco
                 GraphErrorKind::Malformed => (Phase::new(Reason::InvalidGraphResponse, e.message.clone()), backoff),
                 GraphErrorKind::Rejected => (Phase::new(Reason::GraphRequestRejected, e.message.clone()), backoff),
                 GraphErrorKind::ForeignHost => (Phase::new(Reason::LocationHostNotAllowed, e.message.clone()), backoff),
+                GraphErrorKind::BadLocation => (Phase::new(Reason::InvalidLocation, e.message.clone()), backoff),
             };
             failed(phase, requeue, None, e.request_id.as_deref())
         }

@@ -37,6 +37,9 @@ pub enum GraphErrorKind {
     Rejected,
     /// The operation URL points to a host other than the configured Graph: no request made.
     ForeignHost,
+    /// The location is not an operation URL this operator polls (userinfo, dot segments,
+    /// encoded slashes, another path): no request made.
+    BadLocation,
 }
 
 impl GraphErrorKind {
@@ -61,20 +64,9 @@ pub struct GraphError {
 }
 
 impl GraphError {
-    fn new(kind: GraphErrorKind, message: impl Into<String>) -> Self {
+    pub(crate) fn new(kind: GraphErrorKind, message: impl Into<String>) -> Self {
         GraphError { kind, status: None, code: None, request_id: None, retry_after: None, message: message.into() }
     }
-}
-
-/// Which operation to read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OperationRef<'a> {
-    ById {
-        user: &'a str,
-        operation: &'a str,
-    },
-    /// The Location URL from resetPassword, polled as given (its query routes the request).
-    Location(&'a str),
 }
 
 #[derive(Clone)]
@@ -91,11 +83,6 @@ impl GraphClient {
 
     pub fn root(&self) -> &Url {
         &self.root
-    }
-
-    /// The URL to GET (see [`operation_url`]).
-    pub fn operation_url(&self, op: &OperationRef<'_>) -> Result<Url, GraphError> {
-        operation_url(&self.root, op)
     }
 
     /// GET the operation. `tenant` labels the metrics.
@@ -183,38 +170,6 @@ fn transport_error(e: reqwest::Error) -> GraphError {
     GraphError::new(kind, format!("the request to Graph {what}: {}", error_chain(&e)))
 }
 
-/// The URL to GET. A Location on any other scheme, host or port than the configured
-/// Graph root is refused: the bearer token is only ever sent to that host.
-pub fn operation_url(root: &Url, op: &OperationRef<'_>) -> Result<Url, GraphError> {
-    match op {
-        OperationRef::ById { user, operation } => {
-            let mut url = root.clone();
-            url.path_segments_mut()
-                .map_err(|()| GraphError::new(GraphErrorKind::Rejected, "the Graph URL cannot carry a path"))?
-                .pop_if_empty()
-                .extend(["v1.0", "users", user, "authentication", "operations", operation]);
-            Ok(url)
-        }
-        OperationRef::Location(location) => {
-            let url = Url::parse(location).map_err(|e| {
-                GraphError::new(GraphErrorKind::ForeignHost, format!("location is not a valid URL: {e}"))
-            })?;
-            if url.origin() != root.origin() {
-                return Err(GraphError::new(
-                    GraphErrorKind::ForeignHost,
-                    format!(
-                        "location points to {}, but this operator only sends credentials to {}; \
-                         no request was made",
-                        url.origin().ascii_serialization(),
-                        root.origin().ascii_serialization()
-                    ),
-                ));
-            }
-            Ok(url)
-        }
-    }
-}
-
 async fn read_bounded(mut response: reqwest::Response) -> Result<Vec<u8>, GraphError> {
     if response.content_length().is_some_and(|n| n as usize > MAX_BODY_BYTES) {
         return Err(GraphError::new(
@@ -265,42 +220,6 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn client(root: &str) -> GraphClient {
-        crate::install_crypto_provider();
-        GraphClient::new(reqwest::Client::new(), Url::parse(root).unwrap(), Arc::new(Metrics::default()))
-    }
-
-    #[test]
-    fn ids_are_single_percent_encoded_path_segments() {
-        let c = client("https://graph.microsoft.com");
-        let url =
-            c.operation_url(&OperationRef::ById { user: "alice@contoso.com", operation: "2d497bb-57bd" }).unwrap();
-        assert_eq!(
-            url.as_str(),
-            "https://graph.microsoft.com/v1.0/users/alice@contoso.com/authentication/operations/2d497bb-57bd"
-        );
-        let url = c.operation_url(&OperationRef::ById { user: "../../admin?x#y", operation: "a/b%2F" }).unwrap();
-        assert_eq!(url.path_segments().unwrap().count(), 6, "{url}");
-        assert!(url.query().is_none() && url.fragment().is_none(), "{url}");
-    }
-
-    #[test]
-    fn a_location_is_polled_as_given_on_the_configured_host_only() {
-        let c = client("https://graph.microsoft.com");
-        let loc =
-            "https://graph.microsoft.com/v1.0/users/u1/authentication/operations/op1?aadgdc=DUB02P&aadgsu=ssprprod-a";
-        assert_eq!(c.operation_url(&OperationRef::Location(loc)).unwrap().as_str(), loc);
-        for foreign in [
-            "https://evil.example/v1.0/users/u1/authentication/operations/op1",
-            "http://graph.microsoft.com/v1.0/users/u1/authentication/operations/op1",
-            "https://graph.microsoft.com:8443/v1.0/users/u1/authentication/operations/op1",
-            "https://graph.microsoft.com.evil.example/v1.0/users/u/authentication/operations/o",
-        ] {
-            let err = c.operation_url(&OperationRef::Location(foreign)).unwrap_err();
-            assert_eq!(err.kind, GraphErrorKind::ForeignHost, "{foreign}");
-        }
-    }
 
     #[test]
     fn retry_after_accepts_seconds_fractions_and_dates() {

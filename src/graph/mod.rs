@@ -6,8 +6,10 @@ pub mod cloud;
 pub mod gateway;
 pub mod limiter;
 pub mod model;
+pub mod url;
 
-pub use client::{GraphClient, GraphError, GraphErrorKind, OperationRef};
+pub use client::{GraphClient, GraphError, GraphErrorKind};
 pub use cloud::Cloud;
 pub use gateway::{Graph, Outcome};
 pub use model::{LongRunningOperation, OperationState};
+pub use url::{OperationRef, operation_url};

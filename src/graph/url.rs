@@ -1,0 +1,179 @@
+//! Which URL to GET for an operation, and the rules that keep the bearer token on the
+//! configured Graph host and on the operation endpoint only.
+
+use url::Url;
+
+use super::client::{GraphError, GraphErrorKind};
+
+/// Which operation to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OperationRef<'a> {
+    ById {
+        user: &'a str,
+        operation: &'a str,
+    },
+    /// The Location URL from resetPassword, polled as given (its query routes the request).
+    Location(&'a str),
+}
+
+/// The URL to GET.
+///
+/// By id: `{root}/v1.0/users/{user}/authentication/operations/{operation}`, each id one
+/// percent-encoded path segment (a guest's `#EXT#` is sent as `%23EXT%23`); a UPN that starts
+/// with `$` is addressed as `users('$x@y')`, as Graph requires.
+///
+/// A Location must be exactly `https://{Graph host}/v1.0/users/{id}/authentication/operations/{id}`
+/// plus an optional query: the same scheme, host and port as the configured root, no user name
+/// or password, no dot segments and no encoded slashes, so a resource author can never make the
+/// operator send its token anywhere else, or to another Graph path.
+pub fn operation_url(root: &Url, op: &OperationRef<'_>) -> Result<Url, GraphError> {
+    match op {
+        OperationRef::ById { user, operation } => {
+            for id in [user, operation] {
+                if id.is_empty() || id.chars().all(|c| c == '.') {
+                    return Err(bad(format!("{id:?} is not an id")));
+                }
+            }
+            let user_segment = match user.strip_prefix('$') {
+                Some(_) => format!("('{}')", user.replace('\'', "''")),
+                None => user.to_string(),
+            };
+            let mut url = root.clone();
+            let mut segments =
+                url.path_segments_mut().map_err(|()| bad("the Graph URL cannot carry a path".to_string()))?;
+            segments.pop_if_empty();
+            if user.starts_with('$') {
+                segments.extend(["v1.0", &format!("users{user_segment}"), "authentication", "operations", operation]);
+            } else {
+                segments.extend(["v1.0", "users", &user_segment, "authentication", "operations", operation]);
+            }
+            drop(segments);
+            Ok(url)
+        }
+        OperationRef::Location(location) => {
+            let url = Url::parse(location).map_err(|e| bad(format!("location is not a valid URL: {e}")))?;
+            if url.origin() != root.origin() {
+                return Err(GraphError::new(
+                    GraphErrorKind::ForeignHost,
+                    format!(
+                        "location points to {}, but this operator only sends credentials to {}; no request was made",
+                        url.origin().ascii_serialization(),
+                        root.origin().ascii_serialization()
+                    ),
+                ));
+            }
+            check_location(location, &url)?;
+            Ok(url)
+        }
+    }
+}
+
+fn bad(message: String) -> GraphError {
+    GraphError::new(GraphErrorKind::BadLocation, message)
+}
+
+/// The Location's own text, before any normalisation by the URL parser, must already be
+/// the operation URL: what is checked is what is sent.
+fn check_location(raw: &str, url: &Url) -> Result<(), GraphError> {
+    let refuse = |why: &str| Err(bad(format!("location {why}; no request was made")));
+    if !url.username().is_empty() || url.password().is_some() {
+        return refuse("carries a user name or password");
+    }
+    if url.fragment().is_some() {
+        return refuse("carries a fragment");
+    }
+    let lower = raw.to_ascii_lowercase();
+    if raw.contains('\\') || ["%2f", "%5c", "%2e"].iter().any(|e| lower.contains(e)) {
+        return refuse("contains a backslash or an encoded slash or dot");
+    }
+    let after_scheme = raw.split_once("://").map(|(_, rest)| rest).unwrap_or(raw);
+    let raw_path = after_scheme.split(['?', '#']).next().unwrap_or("");
+    let raw_path = raw_path.find('/').map(|i| &raw_path[i..]).unwrap_or("");
+    if raw_path != url.path() {
+        return refuse("is not in its normal form (dot segments or unusual escapes)");
+    }
+    let segments: Vec<&str> = raw_path.split('/').skip(1).collect();
+    let shape_ok = matches!(
+        segments.as_slice(),
+        ["v1.0", "users", user, "authentication", "operations", op]
+            if !user.is_empty() && !op.is_empty() && !user.chars().all(|c| c == '.') && !op.chars().all(|c| c == '.')
+    );
+    if !shape_ok {
+        return refuse(
+            "is not a Graph operation URL of the form https://HOST/v1.0/users/{user}/authentication/operations/{id}",
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root() -> Url {
+        Url::parse("https://graph.microsoft.com").unwrap()
+    }
+
+    fn by_id(user: &str, operation: &str) -> Result<String, GraphErrorKind> {
+        operation_url(&root(), &OperationRef::ById { user, operation }).map(|u| u.to_string()).map_err(|e| e.kind)
+    }
+
+    #[test]
+    fn ids_are_single_percent_encoded_path_segments_in_graphs_own_forms() {
+        let base = "https://graph.microsoft.com/v1.0";
+        for (user, op, want) in [
+            ("alice@contoso.com", "2d497bb-57bd", "users/alice@contoso.com/authentication/operations/2d497bb-57bd"),
+            (
+                "bob_fabrikam.com#EXT#@contoso.onmicrosoft.com",
+                "o1",
+                "users/bob_fabrikam.com%23EXT%23@contoso.onmicrosoft.com/authentication/operations/o1",
+            ),
+            ("$svc@contoso.com", "o1", "users('$svc@contoso.com')/authentication/operations/o1"),
+            ("$o'brien@contoso.com", "o1", "users('$o''brien@contoso.com')/authentication/operations/o1"),
+        ] {
+            assert_eq!(by_id(user, op).unwrap(), format!("{base}/{want}"), "{user}");
+        }
+        let url = by_id("../../admin?x#y", "a/b%2F").unwrap();
+        let parsed = Url::parse(&url).unwrap();
+        assert_eq!(parsed.path_segments().unwrap().count(), 6, "{url}");
+        assert!(parsed.query().is_none() && parsed.fragment().is_none(), "{url}");
+        for (user, op) in [("..", "o"), (".", "o"), ("u", ".."), ("u", "")] {
+            assert_eq!(by_id(user, op), Err(GraphErrorKind::BadLocation), "{user:?} {op:?}");
+        }
+    }
+
+    #[test]
+    fn a_location_is_polled_as_given_on_the_configured_host_and_operation_path_only() {
+        let loc =
+            "https://graph.microsoft.com/v1.0/users/u1/authentication/operations/op1?aadgdc=DUB02P&aadgsu=ssprprod-a";
+        assert_eq!(operation_url(&root(), &OperationRef::Location(loc)).unwrap().as_str(), loc);
+        for (location, kind) in [
+            ("https://evil.example/v1.0/users/u1/authentication/operations/op1", GraphErrorKind::ForeignHost),
+            ("http://graph.microsoft.com/v1.0/users/u1/authentication/operations/op1", GraphErrorKind::ForeignHost),
+            (
+                "https://graph.microsoft.com:8443/v1.0/users/u1/authentication/operations/op1",
+                GraphErrorKind::ForeignHost,
+            ),
+            (
+                "https://graph.microsoft.com.evil.example/v1.0/users/u/authentication/operations/o",
+                GraphErrorKind::ForeignHost,
+            ),
+            ("https://x@graph.microsoft.com/v1.0/users/u/authentication/operations/o", GraphErrorKind::BadLocation),
+            ("https://x:y@graph.microsoft.com/v1.0/users/u/authentication/operations/o", GraphErrorKind::BadLocation),
+            (
+                "https://graph.microsoft.com/v1.0/users/u/authentication/operations/../../../me",
+                GraphErrorKind::BadLocation,
+            ),
+            ("https://graph.microsoft.com/v1.0/users/u/authentication/operations/%2e%2e", GraphErrorKind::BadLocation),
+            ("https://graph.microsoft.com/v1.0/users/u/authentication/operations/a%2Fb", GraphErrorKind::BadLocation),
+            ("https://graph.microsoft.com/v1.0/users/u\\..\\authentication/operations/o", GraphErrorKind::BadLocation),
+            ("https://graph.microsoft.com/v1.0/users/./authentication/operations/o", GraphErrorKind::BadLocation),
+            ("https://graph.microsoft.com/v1.0/me/messages", GraphErrorKind::BadLocation),
+            ("https://graph.microsoft.com/beta/users/u/authentication/operations/o", GraphErrorKind::BadLocation),
+            ("https://graph.microsoft.com/v1.0/users/u/authentication/operations/o#f", GraphErrorKind::BadLocation),
+        ] {
+            let err = operation_url(&root(), &OperationRef::Location(location)).unwrap_err();
+            assert_eq!(err.kind, kind, "{location}: {}", err.message);
+        }
+    }
+}
