@@ -48,6 +48,16 @@ pub struct RunArgs {
     #[arg(long, env = "PWRESET_FEDERATED_TOKEN_DIR", default_value = "/var/run/secrets/azure/tokens")]
     pub federated_token_dir: std::path::PathBuf,
 
+    /// Namespaces whose resources may use the operator's own workload identity (AZURE_*
+    /// environment) when they name no Secret; comma-separated, `*` for all. Default: none.
+    #[arg(long, env = "PWRESET_WORKLOAD_IDENTITY_NAMESPACES", value_delimiter = ',')]
+    pub workload_identity_namespaces: Vec<String>,
+
+    /// Let a Secret's federatedTokenFile name the operator's own projected token (off: a
+    /// Secret can never borrow the operator's identity).
+    #[arg(long, env = "PWRESET_ALLOW_OWN_FEDERATED_TOKEN")]
+    pub allow_own_federated_token: bool,
+
     /// Graph requests per second allowed per tenant (shared by all its resources); lowered
     /// automatically while Graph throttles, then slowly raised back.
     #[arg(long, env = "PWRESET_TENANT_RATE", default_value_t = 50.0, value_parser = positive_f64)]

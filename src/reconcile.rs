@@ -279,6 +279,8 @@ mod tests {
             scope_root: "https://graph.microsoft.com".into(),
             federated_token_dir: "/nonexistent".into(),
             workload_identity: None,
+            workload_identity_namespaces: Vec::new(),
+            allow_own_federated_token: false,
         };
         let credentials = Credentials::new(kube.clone(), reqwest::Client::new(), auth, metrics.clone());
         let limiter = TenantLimiter::new(Limits { rate: 10.0, burst: 10.0 }, metrics.clone());

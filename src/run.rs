@@ -48,6 +48,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         scope_root: args.cloud.graph_url().to_string(),
         federated_token_dir: args.federated_token_dir.clone(),
         workload_identity: workload_identity.clone(),
+        workload_identity_namespaces: args.workload_identity_namespaces.clone(),
+        allow_own_federated_token: args.allow_own_federated_token,
     };
     let credentials = Credentials::new(kube.clone(), http.clone(), auth, metrics.clone());
     let limiter = TenantLimiter::new(Limits { rate: args.tenant_rate, burst: args.tenant_burst }, metrics.clone());

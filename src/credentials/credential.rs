@@ -47,6 +47,35 @@ pub struct AuthSettings {
     pub federated_token_dir: PathBuf,
     /// Operator-wide workload identity, from AZURE_* environment variables.
     pub workload_identity: Option<WorkloadIdentity>,
+    /// Namespaces whose resources may use the operator's own workload identity when they name
+    /// no Secret. Empty: none (a namespace never gets the operator's identity by omission).
+    pub workload_identity_namespaces: Vec<String>,
+    /// Whether a Secret's `federatedTokenFile` may name the operator's own projected token
+    /// (the file in AZURE_FEDERATED_TOKEN_FILE). Off: a Secret cannot borrow that identity.
+    pub allow_own_federated_token: bool,
+}
+
+impl AuthSettings {
+    /// The operator's own workload identity, if `namespace` may use it.
+    pub fn workload_identity_for(&self, namespace: &str) -> Result<&WorkloadIdentity, String> {
+        let wi = self.workload_identity.as_ref().ok_or_else(|| "the operator has no workload identity".to_string())?;
+        if self.workload_identity_namespaces.iter().any(|n| n == namespace || n == "*") {
+            Ok(wi)
+        } else {
+            Err(format!(
+                "the operator's workload identity is not offered to namespace {namespace} (the installer lists the \
+                 namespaces that may use it: --workload-identity-namespaces)"
+            ))
+        }
+    }
+
+    /// The file a Secret's `federatedTokenFile` may not name, unless the installer allows it.
+    pub fn forbidden_token_file(&self) -> Option<&Path> {
+        match (&self.workload_identity, self.allow_own_federated_token) {
+            (Some(wi), false) => Some(&wi.token_file),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,8 +173,17 @@ pub(crate) fn static_token_tenant(credential: &Credential) -> Option<String> {
     claims.get("tid")?.as_str().map(str::to_string)
 }
 
-pub(crate) fn read_token_file(path: &Path, allowed_dir: &Path) -> Result<String, String> {
+pub(crate) fn read_token_file(path: &Path, allowed_dir: &Path, forbidden: Option<&Path>) -> Result<String, String> {
     let canonical = path.canonicalize().map_err(|e| format!("federated token file {}: {e}", path.display()))?;
+    if let Some(own) = forbidden
+        && own.canonicalize().is_ok_and(|own| own == canonical)
+    {
+        return Err(format!(
+            "federated token file {} is the operator's own identity token, which Secrets may not use \
+             (unless the operator runs with --allow-own-federated-token)",
+            path.display()
+        ));
+    }
     let dir = allowed_dir.canonicalize().unwrap_or_else(|_| allowed_dir.to_path_buf());
     if !canonical.starts_with(&dir) {
         return Err(format!(
@@ -304,12 +342,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("token");
         std::fs::write(&file, "eyJ.assertion.sig\n").unwrap();
-        assert_eq!(read_token_file(&file, dir.path()).unwrap(), "eyJ.assertion.sig");
+        assert_eq!(read_token_file(&file, dir.path(), None).unwrap(), "eyJ.assertion.sig");
         let other = tempfile::tempdir().unwrap();
-        let err = read_token_file(&file, other.path()).unwrap_err();
+        let err = read_token_file(&file, other.path(), None).unwrap_err();
         assert!(err.contains("outside"), "{err}");
-        let err = read_token_file(&dir.path().join("../etc/passwd"), dir.path()).unwrap_err();
+        let err = read_token_file(&dir.path().join("../etc/passwd"), dir.path(), None).unwrap_err();
         assert!(err.contains("passwd"), "{err}");
+        // The operator's own token, even reached through another path, is refused.
+        let err = read_token_file(&dir.path().join("./token"), dir.path(), Some(&file)).unwrap_err();
+        assert!(err.contains("operator's own identity token"), "{err}");
+        let own = dir.path().join("own");
+        std::fs::write(&own, "x").unwrap();
+        assert_eq!(read_token_file(&file, dir.path(), Some(&own)).unwrap(), "eyJ.assertion.sig");
     }
 
     #[test]

@@ -85,7 +85,11 @@ impl TokenEndpoint {
             }
             Credential::Federated { tenant, client_id, token_file, scope } => {
                 // Projected tokens rotate: read the file for every request.
-                let assertion = read_token_file(token_file, &self.settings.federated_token_dir)
+                // The operator's own identity is read from the environment's file, which
+                // Secrets may not name: `source_name` tells which one this is.
+                let forbidden =
+                    if source_name.starts_with("Secret ") { self.settings.forbidden_token_file() } else { None };
+                let assertion = read_token_file(token_file, &self.settings.federated_token_dir, forbidden)
                     .map_err(|problem| CredentialError::Invalid { source_name: source_name.into(), problem })?;
                 form.push(("grant_type", "client_credentials".into()));
                 form.push(("client_assertion_type", CLIENT_ASSERTION_TYPE.into()));

@@ -5,10 +5,10 @@ use crate::reason::Reason;
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CredentialError {
     #[error(
-        "no credentials: set spec.credentialsSecretRef.name, start the operator with --default-credentials-secret, \
-         or give it workload identity (AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE)"
+        "no credentials: set spec.credentialsSecretRef.name (a Secret with delegated credentials, see the README) \
+         or start the operator with --default-credentials-secret ({why})"
     )]
-    NotConfigured,
+    NotConfigured { why: String },
     #[error("Secret {namespace}/{name} does not exist; create it with the Graph credentials (see the README)")]
     SecretNotFound { namespace: String, name: String },
     #[error("{source_name} is not usable: {problem}")]
@@ -30,7 +30,7 @@ impl CredentialError {
     /// The condition reason.
     pub fn reason(&self) -> Reason {
         match self {
-            CredentialError::NotConfigured => Reason::CredentialsNotConfigured,
+            CredentialError::NotConfigured { .. } => Reason::CredentialsNotConfigured,
             CredentialError::SecretNotFound { .. } => Reason::CredentialsSecretNotFound,
             CredentialError::Invalid { .. } => Reason::InvalidCredentials,
             CredentialError::Kubernetes { .. } => Reason::KubernetesApiError,

@@ -99,7 +99,12 @@ impl Credentials {
                 (Source::Secret { namespace: namespace.into(), name: name.into() }, credential, rv)
             }
             None => {
-                let wi = self.endpoint.settings().workload_identity.clone().ok_or(CredentialError::NotConfigured)?;
+                let wi = self
+                    .endpoint
+                    .settings()
+                    .workload_identity_for(namespace)
+                    .map_err(|why| CredentialError::NotConfigured { why })?
+                    .clone();
                 let credential = Credential::Federated {
                     tenant: wi.tenant_id,
                     client_id: wi.client_id,

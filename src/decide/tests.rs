@@ -242,7 +242,7 @@ fn a_404_is_retried_for_the_grace_period_then_ends_tracking() {
 #[test]
 fn credential_errors_block_or_retry_and_are_retried_within_thirty_seconds() {
     let cases = [
-        (CredentialError::NotConfigured, Reason::CredentialsNotConfigured, true),
+        (CredentialError::NotConfigured { why: "none".into() }, Reason::CredentialsNotConfigured, true),
         (
             CredentialError::SecretNotFound { namespace: "ns".into(), name: "s".into() },
             Reason::CredentialsSecretNotFound,
