@@ -39,9 +39,20 @@ pub struct Config {
     pub evolvable_enums: bool,
     #[serde(default = "default_access_token_lifetime")]
     pub access_token_lifetime_seconds: u64,
-    /// How long a rotated (already used) refresh token keeps working.
+    /// Deviation from Entra, for tests of clients that must persist the
+    /// newest refresh token: a redeemed refresh token dies (after
+    /// `refreshTokenOverlapSeconds`). Entra keeps the previous one valid.
+    #[serde(default)]
+    pub refresh_token_single_use: bool,
+    /// With `refreshTokenSingleUse`: how long a redeemed refresh token still works.
     #[serde(default)]
     pub refresh_token_overlap_seconds: u64,
+    /// Deviation from Graph: accept app-only (client-credentials) tokens on
+    /// the operation GET, as if an application permission existed. Graph
+    /// documents application permissions as not supported there (403).
+    /// A tenant's own `allowAppOnly` wins over this.
+    #[serde(default)]
+    pub allow_app_only: bool,
     #[serde(default)]
     pub reset_password: ResetPasswordConfig,
     /// Oldest operations are evicted beyond this many, so endless
@@ -67,7 +78,9 @@ impl Default for Config {
             not_found_code: default_not_found_code(),
             evolvable_enums: true,
             access_token_lifetime_seconds: default_access_token_lifetime(),
+            refresh_token_single_use: false,
             refresh_token_overlap_seconds: 0,
+            allow_app_only: false,
             reset_password: ResetPasswordConfig::default(),
             max_operations: default_max_operations(),
             tenants: Vec::new(),
@@ -133,6 +146,13 @@ pub struct TenantConfig {
     pub hybrid: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub throttle: Option<ThrottleConfig>,
+    /// Overrides the global `allowAppOnly` for this tenant's tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_app_only: Option<bool>,
+    /// Scripted token-endpoint answers (429/503 with `Retry-After`, …), one
+    /// per token request for this tenant, before normal answers resume.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub token_respond: Vec<ScriptedResponse>,
     #[serde(default)]
     pub clients: Vec<ClientConfig>,
 }
@@ -168,6 +188,11 @@ pub struct ClientConfig {
     /// Refresh fails with `interaction_required` (e.g. new MFA policy).
     #[serde(default)]
     pub interaction_required: bool,
+    /// Nobody consented to the app's permissions yet: refresh fails with
+    /// `invalid_grant` AADSTS65001 (an admin must grant consent; signing
+    /// in again does not help).
+    #[serde(default)]
+    pub consent_required: bool,
     /// User id that delegated tokens act as.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
@@ -436,6 +461,9 @@ impl TenantConfig {
         {
             return Err(format!("tenant {}: throttle needs capacity >= 1 and refillPerSecond > 0", self.id));
         }
+        if let Some(r) = self.token_respond.iter().find(|r| !(100..=599).contains(&r.status)) {
+            return Err(format!("tenant {}: tokenRespond status {} is not an HTTP status", self.id, r.status));
+        }
         for client in &self.clients {
             if client.client_id.is_empty() {
                 return Err(format!("tenant {}: clientId must not be empty", self.id));
@@ -555,6 +583,9 @@ mod tests {
         assert_eq!(c.graph_root, "https://graph.microsoft.com");
         assert_eq!(c.access_token_lifetime_seconds, 3599);
         assert_eq!(c.refresh_token_overlap_seconds, 0);
+        // Documented behaviour unless a test opts out.
+        assert!(!c.allow_app_only);
+        assert!(!c.refresh_token_single_use);
         assert_eq!(c.not_found_code, "itemNotFound");
         assert_eq!(
             c.default_progression,

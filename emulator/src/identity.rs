@@ -11,7 +11,7 @@ use jiff::{SignedDuration, Timestamp};
 use rand::Rng;
 use rand::distr::Alphanumeric;
 
-use super::config::{ClientConfig, StaticToken, TenantConfig, ThrottleConfig, TokenKind};
+use super::config::{ClientConfig, ScriptedResponse, StaticToken, TenantConfig, ThrottleConfig, TokenKind};
 use super::throttle::{Decision, TokenBucket};
 
 /// Expired access tokens are remembered this long, so callers get "expired"
@@ -272,21 +272,31 @@ impl Directory {
         token
     }
 
-    /// Spends a refresh token of `tenant`/`client_id`. Success marks it
-    /// rotated: it keeps working for `overlap`, then fails as reused.
+    /// Redeems a refresh token of `tenant`/`client_id`. As Entra does, it
+    /// stays valid after use (`single_use: None`); with `Some(overlap)`
+    /// (the `refreshTokenSingleUse` option) success marks it rotated: it
+    /// keeps working for `overlap`, then fails as reused.
     pub fn redeem_refresh(
         &mut self,
         token: &str,
         tenant: &str,
         client_id: &str,
         now: Instant,
-        overlap: Duration,
+        single_use: Option<Duration>,
     ) -> Result<(), RefreshRefusal> {
         let tenant_key = self.tenant_key(tenant).ok_or(RefreshRefusal::Unknown)?;
         let record = self.refresh.get_mut(token).ok_or(RefreshRefusal::Unknown)?;
         if record.tenant != tenant_key || record.client != client_id.to_lowercase() {
             return Err(RefreshRefusal::OtherClient);
         }
+        let Some(overlap) = single_use else {
+            return match record.state {
+                RefreshState::Revoked => Err(RefreshRefusal::Revoked),
+                // Rotated under an earlier single-use setting: still dead.
+                RefreshState::Rotated(_) => Err(RefreshRefusal::Reused),
+                RefreshState::Active => Ok(()),
+            };
+        };
         match record.state {
             RefreshState::Revoked => Err(RefreshRefusal::Revoked),
             RefreshState::Rotated(at) if now.saturating_duration_since(at) > overlap => Err(RefreshRefusal::Reused),
@@ -352,6 +362,18 @@ impl Directory {
         n
     }
 
+    /// The tenant's own `allowAppOnly`, if it sets one.
+    pub fn allows_app_only(&self, tenant: &str) -> Option<bool> {
+        self.tenant(tenant)?.allow_app_only
+    }
+
+    /// Takes the next scripted token-endpoint answer of a tenant, if any.
+    pub fn next_token_response(&mut self, tenant: &str) -> Option<ScriptedResponse> {
+        let k = self.tenant_key(tenant)?;
+        let queue = &mut self.tenants.get_mut(&k)?.config.token_respond;
+        (!queue.is_empty()).then(|| queue.remove(0))
+    }
+
     /// Charges one request to the tenant's bucket; `None` when the tenant
     /// has no throttling configured.
     pub fn throttle(&mut self, tenant: &str, now: Instant) -> Option<Decision> {
@@ -388,13 +410,25 @@ mod tests {
         let mut d = Directory::new();
         d.put_tenant(tenant());
         let t0 = Instant::now();
-        assert_eq!(d.redeem_refresh("rt0", "t1", "c1", t0, Duration::ZERO), Ok(()));
+        assert_eq!(d.redeem_refresh("rt0", "t1", "c1", t0, Some(Duration::ZERO)), Ok(()));
         let next = d.issue_refresh("t1", "c1");
         assert_eq!(
-            d.redeem_refresh("rt0", "t1", "c1", t0 + Duration::from_millis(1), Duration::ZERO),
+            d.redeem_refresh("rt0", "t1", "c1", t0 + Duration::from_millis(1), Some(Duration::ZERO)),
             Err(RefreshRefusal::Reused)
         );
-        assert_eq!(d.redeem_refresh(&next, "contoso.onmicrosoft.com", "C1", t0, Duration::ZERO), Ok(()));
+        assert_eq!(d.redeem_refresh(&next, "contoso.onmicrosoft.com", "C1", t0, Some(Duration::ZERO)), Ok(()));
+    }
+
+    #[test]
+    fn by_default_a_used_token_stays_valid_until_revoked() {
+        let mut d = Directory::new();
+        d.put_tenant(tenant());
+        let t0 = Instant::now();
+        assert_eq!(d.redeem_refresh("rt0", "t1", "c1", t0, None), Ok(()));
+        let _next = d.issue_refresh("t1", "c1");
+        assert_eq!(d.redeem_refresh("rt0", "t1", "c1", t0 + Duration::from_secs(3600), None), Ok(()));
+        assert!(d.revoke_refresh("rt0"));
+        assert_eq!(d.redeem_refresh("rt0", "t1", "c1", t0, None), Err(RefreshRefusal::Revoked));
     }
 
     #[test]
@@ -403,10 +437,10 @@ mod tests {
         d.put_tenant(tenant());
         let t0 = Instant::now();
         let overlap = Duration::from_secs(5);
-        d.redeem_refresh("rt0", "t1", "c1", t0, overlap).unwrap();
-        assert!(d.redeem_refresh("rt0", "t1", "c1", t0 + Duration::from_secs(4), overlap).is_ok());
+        d.redeem_refresh("rt0", "t1", "c1", t0, Some(overlap)).unwrap();
+        assert!(d.redeem_refresh("rt0", "t1", "c1", t0 + Duration::from_secs(4), Some(overlap)).is_ok());
         assert_eq!(
-            d.redeem_refresh("rt0", "t1", "c1", t0 + Duration::from_secs(6), overlap),
+            d.redeem_refresh("rt0", "t1", "c1", t0 + Duration::from_secs(6), Some(overlap)),
             Err(RefreshRefusal::Reused)
         );
     }
@@ -416,10 +450,10 @@ mod tests {
         let mut d = Directory::new();
         d.put_tenant(tenant());
         let now = Instant::now();
-        assert_eq!(d.redeem_refresh("rt0", "t1", "other", now, Duration::ZERO), Err(RefreshRefusal::OtherClient));
+        assert_eq!(d.redeem_refresh("rt0", "t1", "other", now, Some(Duration::ZERO)), Err(RefreshRefusal::OtherClient));
         assert!(d.revoke_refresh("rt0"));
-        assert_eq!(d.redeem_refresh("rt0", "t1", "c1", now, Duration::ZERO), Err(RefreshRefusal::Revoked));
-        assert_eq!(d.redeem_refresh("nope", "t1", "c1", now, Duration::ZERO), Err(RefreshRefusal::Unknown));
+        assert_eq!(d.redeem_refresh("rt0", "t1", "c1", now, Some(Duration::ZERO)), Err(RefreshRefusal::Revoked));
+        assert_eq!(d.redeem_refresh("nope", "t1", "c1", now, Some(Duration::ZERO)), Err(RefreshRefusal::Unknown));
     }
 
     #[test]
@@ -427,7 +461,7 @@ mod tests {
         let mut d = Directory::new();
         d.put_tenant(tenant());
         let now = Instant::now();
-        d.redeem_refresh("rt0", "t1", "c1", now, Duration::ZERO).unwrap();
+        d.redeem_refresh("rt0", "t1", "c1", now, Some(Duration::ZERO)).unwrap();
         let next = d.issue_refresh("t1", "c1");
         let mut again = tenant();
         again.clients[0].interaction_required = true;
@@ -435,7 +469,7 @@ mod tests {
         assert!(d.client("T1", "c1").unwrap().interaction_required);
         // The used token stays used, the new one stays valid.
         assert_eq!(
-            d.redeem_refresh("rt0", "t1", "c1", now + Duration::from_secs(1), Duration::ZERO),
+            d.redeem_refresh("rt0", "t1", "c1", now + Duration::from_secs(1), Some(Duration::ZERO)),
             Err(RefreshRefusal::Reused)
         );
         assert_eq!(d.tenant_configs()[0].clients[0].refresh_tokens, vec![next]);

@@ -21,8 +21,15 @@ pub fn encode_segment(s: &str) -> String {
 }
 
 /// `/v1.0/users/{user}/authentication/operations/{id}`, encoded.
+/// A UPN starting with `$` takes the key form `users('…')`, as Graph
+/// requires (the plain form would be refused).
 pub fn operation_path(user: &str, id: &str) -> String {
-    format!("/v1.0/users/{}/authentication/operations/{}", encode_segment(user), encode_segment(id))
+    let user_part = if user.starts_with('$') {
+        format!("users('{}')", encode_segment(&user.replace('\'', "''")))
+    } else {
+        format!("users/{}", encode_segment(user))
+    };
+    format!("/v1.0/{user_part}/authentication/operations/{}", encode_segment(id))
 }
 
 /// Users are matched case-insensitively (GUIDs and UPNs both are in Entra);

@@ -36,6 +36,8 @@ pub struct Settings {
     pub evolvable_enums: bool,
     pub access_token_lifetime_seconds: u64,
     pub refresh_token_overlap_seconds: u64,
+    pub refresh_token_single_use: bool,
+    pub allow_app_only: bool,
     pub reset_password: ResetPasswordConfig,
     pub max_operations: usize,
 }
@@ -139,6 +141,8 @@ impl Emulator {
             evolvable_enums: s.evolvable_enums,
             access_token_lifetime_seconds: s.access_token_lifetime_seconds,
             refresh_token_overlap_seconds: s.refresh_token_overlap_seconds,
+            refresh_token_single_use: s.refresh_token_single_use,
+            allow_app_only: s.allow_app_only,
             reset_password: s.reset_password.clone(),
             max_operations: s.max_operations,
             tenants,
@@ -171,6 +175,8 @@ fn settings_of(config: &Config, default_public_url: &str) -> Settings {
         evolvable_enums: config.evolvable_enums,
         access_token_lifetime_seconds: config.access_token_lifetime_seconds,
         refresh_token_overlap_seconds: config.refresh_token_overlap_seconds,
+        refresh_token_single_use: config.refresh_token_single_use,
+        allow_app_only: config.allow_app_only,
         reset_password: config.reset_password.clone(),
         max_operations: config.max_operations,
     }

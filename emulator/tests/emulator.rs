@@ -181,15 +181,9 @@ async fn refresh_grant_rotates_and_revocation_sticks() {
     let rotated = first["refresh_token"].as_str().unwrap().to_owned();
     assert_ne!(rotated, "rt-initial");
 
-    // The used token is dead (overlap 0 s by default).
-    let (status, err) = refresh(&emu, "rt-initial").await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(err["error"], "invalid_grant");
-    assert!(err["error_description"].as_str().unwrap().starts_with("AADSTS70000:"));
-    assert_eq!(err["error_codes"], json!([70000]));
-    for field in ["timestamp", "trace_id", "correlation_id"] {
-        assert!(err[field].is_string(), "{field} in {err}");
-    }
+    // As Entra does, the used token stays valid until it expires or is revoked.
+    let (status, again) = refresh(&emu, "rt-initial").await;
+    assert_eq!(status, StatusCode::OK, "{again}");
 
     // The new one works and yields a delegated token that reads operations.
     let (status, second) = refresh(&emu, &rotated).await;
@@ -250,6 +244,26 @@ async fn refresh_grant_rotates_and_revocation_sticks() {
 }
 
 #[tokio::test]
+async fn single_use_refresh_tokens_are_an_opt_in() {
+    let emu = Emulator::start_with(&format!("refreshTokenSingleUse: true\n{CONFIG}")).await;
+    let (status, first) = refresh(&emu, "rt-initial").await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let rotated = first["refresh_token"].as_str().unwrap().to_owned();
+
+    // The used token is dead (overlap 0 s by default).
+    let (status, err) = refresh(&emu, "rt-initial").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(err["error"], "invalid_grant");
+    assert!(err["error_description"].as_str().unwrap().starts_with("AADSTS70000:"));
+    assert_eq!(err["error_codes"], json!([70000]));
+    for field in ["timestamp", "trace_id", "correlation_id"] {
+        assert!(err[field].is_string(), "{field} in {err}");
+    }
+    let (status, _) = refresh(&emu, &rotated).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn client_credentials_with_secret_and_assertions() {
     let emu = Emulator::start().await;
     let dot_default = "https://graph.microsoft.com/.default";
@@ -269,14 +283,17 @@ async fn client_credentials_with_secret_and_assertions() {
     let app_token = body["access_token"].as_str().unwrap().to_owned();
     assert!(!app_token.contains("daemon-secret"));
 
-    // App-only tokens may read operations but not reset passwords.
+    // Graph documents application permissions as not supported: 403 on the
+    // GET and on resetPassword.
     emu.create_op(json!({"userId": "u1", "id": "op1"})).await;
-    let resp = emu.get(&emu.op_url("u1", "op1"), Some(&app_token)).await;
-    assert_eq!(resp.status(), StatusCode::OK);
+    let (status, _, err) = json_of(emu.get(&emu.op_url("u1", "op1"), Some(&app_token)).await).await;
+    assert_eq!((status, err["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("Authorization_RequestDenied")));
+    assert!(err["error"]["message"].as_str().unwrap().contains("Application permissions are not supported"));
     let resp = emu
         .http
         .post(emu.url(&format!("/v1.0/users/u1/authentication/methods/{PASSWORD_METHOD}/resetPassword")))
         .bearer_auth(&app_token)
+        .header("content-type", "application/json")
         .send()
         .await
         .unwrap();
@@ -328,6 +345,40 @@ async fn client_credentials_with_secret_and_assertions() {
         )
         .await;
     assert_eq!((status, err["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_scope")));
+}
+
+#[tokio::test]
+async fn app_only_tokens_read_operations_with_the_allow_app_only_opt_in() {
+    let emu = Emulator::start_with(&format!("allowAppOnly: true\n{CONFIG}")).await;
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", "daemon"),
+        ("client_secret", "daemon-secret"),
+        ("scope", "https://graph.microsoft.com/.default"),
+    ];
+    let (status, body) = emu.token(TENANT, &form).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let app_token = body["access_token"].as_str().unwrap().to_owned();
+    emu.create_op(json!({"userId": "u1", "id": "op1", "status": "running"})).await;
+    let resp = emu.get(&emu.op_url("u1", "op1"), Some(&app_token)).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    // A tenant's own setting wins over the global one.
+    let tenant = json!({"id": "strict", "allowAppOnly": false,
+        "clients": [{"clientId": "d2", "clientSecret": "s2"}]});
+    let (status, _) = emu.admin(Method::POST, "/tenants", Some(tenant)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", "d2"),
+        ("client_secret", "s2"),
+        ("scope", "https://graph.microsoft.com/.default"),
+    ];
+    let (_, body) = emu.token("strict", &form).await;
+    let strict_token = body["access_token"].as_str().unwrap().to_owned();
+    emu.create_op(json!({"userId": "u1", "id": "op2", "tenant": "strict"})).await;
+    let resp = emu.get(&emu.op_url("u1", "op2"), Some(&strict_token)).await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
 }
 
 #[tokio::test]
@@ -494,9 +545,21 @@ async fn reset_password_returns_a_pollable_location() {
         emu.url(&format!("/v1.0/users/{user}/authentication/methods/{method}/resetPassword"))
     };
 
-    // Generated password: returned once.
+    // Without `Content-Type: application/json` Graph cannot read the body: 400.
     let resp =
         emu.http.post(reset_url("bob%40contoso.com", PASSWORD_METHOD)).bearer_auth(&access).send().await.unwrap();
+    let (status, _, body) = json_of(resp).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("BadRequest")), "{body}");
+
+    // Generated password: returned once.
+    let resp = emu
+        .http
+        .post(reset_url("bob%40contoso.com", PASSWORD_METHOD))
+        .bearer_auth(&access)
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
     let (status, headers, body) = json_of(resp).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let generated = body["newPassword"].as_str().expect("generated password").to_owned();
@@ -548,7 +611,7 @@ async fn reset_password_returns_a_pollable_location() {
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("Authorization_RequestDenied")));
 
     let log = emu.log(0).await;
-    let resets: Vec<&Value> = log.iter().filter(|e| e["kind"] == "resetPassword").collect();
+    let resets: Vec<&Value> = log.iter().filter(|e| e["kind"] == "resetPassword" && e["status"] == 202).collect();
     assert_eq!(resets[0]["userId"], "bob@contoso.com");
     assert_eq!(
         resets[0]["path"],
@@ -643,7 +706,8 @@ async fn tenant_throttling_and_global_faults() {
         .admin(
             Method::POST,
             "/tenants",
-            Some(json!({"id": "small", "throttle": {"capacity": 3, "refillPerSecond": 0.5}})),
+            // The test reads with an app-only token: opt in.
+            Some(json!({"id": "small", "allowAppOnly": true, "throttle": {"capacity": 3, "refillPerSecond": 0.5}})),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
