@@ -12,8 +12,9 @@ use serde_json::Value;
 use super::config::{Config, Faults, OperationSpec, ResetPasswordConfig, Step};
 use super::faults::FaultState;
 use super::identity::Directory;
-use super::operations::{Defaults, Operation, OperationStore, operation_path};
+use super::operations::{Defaults, Operation, OperationStore};
 use super::reqlog::{DEFAULT_CAPACITY, RequestLog};
+use super::users::operation_path;
 
 /// Locks a mutex even if a panicking thread poisoned it: every update here
 /// leaves the data consistent, and one failed request must not wedge the

@@ -6,6 +6,8 @@
 //!   (a `$` segment is a system query path for OData, so the plain form is
 //!   refused with 400); quotes inside are doubled;
 //! - `.` and `..` are path syntax, never ids.
+//!
+//! The paths the emulator builds (`Location`, `resourceLocation`) follow the same rules.
 
 use std::sync::Arc;
 
@@ -15,10 +17,35 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::graph;
 use super::http::{RequestCtx, graph_error};
 use super::state::Emulator;
+
+/// Characters kept as is in a path segment we build (RFC 3986 unreserved
+/// plus `@`, which UPNs carry and Graph leaves unencoded).
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~').remove(b'@');
+
+pub fn encode_segment(s: &str) -> String {
+    utf8_percent_encode(s, SEGMENT).to_string()
+}
+
+/// `/v1.0/users/{user}/authentication/operations/{id}`, encoded.
+/// A UPN starting with `$` takes the key form `users('…')`, as Graph
+/// requires (the plain form would be refused).
+pub fn operation_path(user: &str, id: &str) -> String {
+    format!("/v1.0/{}/authentication/operations/{}", user_path(user), encode_segment(id))
+}
+
+/// `users/{user}`, or the key form `users('{user}')` for a `$` UPN, encoded.
+pub fn user_path(user: &str) -> String {
+    if user.starts_with('$') {
+        format!("users('{}')", encode_segment(&user.replace('\'', "''")))
+    } else {
+        format!("users/{}", encode_segment(user))
+    }
+}
 
 /// Why a user segment is no user id; the message of the 400.
 #[derive(Debug, PartialEq, Eq)]
@@ -118,5 +145,11 @@ mod tests {
         assert!(keyed("($admin)").is_err());
         assert_eq!(key_of("users('x')"), Some("('x')"));
         assert_eq!(key_of("groups('x')"), None);
+    }
+
+    #[test]
+    fn encodes_segments() {
+        assert_eq!(operation_path("a b/c@d.com", "x"), "/v1.0/users/a%20b%2Fc@d.com/authentication/operations/x");
+        assert_eq!(operation_path("$a@d.com", "x"), "/v1.0/users('%24a@d.com')/authentication/operations/x");
     }
 }
