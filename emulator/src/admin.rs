@@ -231,6 +231,7 @@ async fn post_tenant(State(emulator): State<AppState>, body: Body) -> AdminResul
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ClientPatch {
     interaction_required: Option<bool>,
+    consent_required: Option<bool>,
     accept_any_assertion: Option<bool>,
     client_secret: Option<String>,
     federated_assertion: Option<String>,
@@ -250,6 +251,9 @@ async fn patch_client(
         if let Some(v) = patch.interaction_required {
             c.interaction_required = v;
         }
+        if let Some(v) = patch.consent_required {
+            c.consent_required = v;
+        }
         if let Some(v) = patch.accept_any_assertion {
             c.accept_any_assertion = v;
         }
@@ -268,6 +272,7 @@ async fn patch_client(
         updated = Some(json!({
             "clientId": c.client_id,
             "interactionRequired": c.interaction_required,
+            "consentRequired": c.consent_required,
             "acceptAnyAssertion": c.accept_any_assertion,
             "subject": c.subject,
             "scopes": c.scopes,

@@ -9,6 +9,9 @@ use jiff::Timestamp;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
+mod faults;
+pub use faults::{Faults, RetryAfter, ScriptedResponse};
+
 /// The well-known id of the password authentication method: the only method
 /// `resetPassword` accepts.
 pub const PASSWORD_METHOD_ID: &str = "28c10230-6103-485e-b985-444c60001490";
@@ -39,9 +42,20 @@ pub struct Config {
     pub evolvable_enums: bool,
     #[serde(default = "default_access_token_lifetime")]
     pub access_token_lifetime_seconds: u64,
-    /// How long a rotated (already used) refresh token keeps working.
+    /// Deviation from Entra, for tests of clients that must persist the
+    /// newest refresh token: a redeemed refresh token dies (after
+    /// `refreshTokenOverlapSeconds`). Entra keeps the previous one valid.
+    #[serde(default)]
+    pub refresh_token_single_use: bool,
+    /// With `refreshTokenSingleUse`: how long a redeemed refresh token still works.
     #[serde(default)]
     pub refresh_token_overlap_seconds: u64,
+    /// Deviation from Graph: accept app-only (client-credentials) tokens on
+    /// the operation GET, as if an application permission existed. Graph
+    /// documents application permissions as not supported there (403).
+    /// A tenant's own `allowAppOnly` wins over this.
+    #[serde(default)]
+    pub allow_app_only: bool,
     #[serde(default)]
     pub reset_password: ResetPasswordConfig,
     /// Oldest operations are evicted beyond this many, so endless
@@ -67,7 +81,9 @@ impl Default for Config {
             not_found_code: default_not_found_code(),
             evolvable_enums: true,
             access_token_lifetime_seconds: default_access_token_lifetime(),
+            refresh_token_single_use: false,
             refresh_token_overlap_seconds: 0,
+            allow_app_only: false,
             reset_password: ResetPasswordConfig::default(),
             max_operations: default_max_operations(),
             tenants: Vec::new(),
@@ -133,6 +149,13 @@ pub struct TenantConfig {
     pub hybrid: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub throttle: Option<ThrottleConfig>,
+    /// Overrides the global `allowAppOnly` for this tenant's tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_app_only: Option<bool>,
+    /// Scripted token-endpoint answers (429/503 with `Retry-After`, …), one
+    /// per token request for this tenant, before normal answers resume.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub token_respond: Vec<ScriptedResponse>,
     #[serde(default)]
     pub clients: Vec<ClientConfig>,
 }
@@ -168,6 +191,11 @@ pub struct ClientConfig {
     /// Refresh fails with `interaction_required` (e.g. new MFA policy).
     #[serde(default)]
     pub interaction_required: bool,
+    /// Nobody consented to the app's permissions yet: refresh fails with
+    /// `invalid_grant` AADSTS65001 (an admin must grant consent; signing
+    /// in again does not help).
+    #[serde(default)]
+    pub consent_required: bool,
     /// User id that delegated tokens act as.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
@@ -270,122 +298,6 @@ pub struct OperationSpec {
     pub respond: Vec<ScriptedResponse>,
 }
 
-/// One scripted answer of an operation's `respond` queue.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ScriptedResponse {
-    pub status: u16,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry_after: Option<RetryAfter>,
-    /// Raw body. Without it an error status gets a Graph error body and a
-    /// 2xx status gets the normal answer (useful with `delayMs`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub content_type: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delay_ms: Option<u64>,
-    /// Graph error code; defaults to the usual one for `status`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub code: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-}
-
-/// Global, random faults (seeded for reproducibility).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Faults {
-    /// RNG seed; a random one is used (and logged) when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seed: Option<u64>,
-    #[serde(default)]
-    pub rate503: f64,
-    #[serde(default)]
-    pub rate429: f64,
-    #[serde(default)]
-    pub rate_malformed: f64,
-    #[serde(default)]
-    pub rate_html: f64,
-    /// Independent of the others: any answer may also be slow.
-    #[serde(default)]
-    pub rate_slow: f64,
-    #[serde(default = "default_slow_ms")]
-    pub slow_ms: u64,
-    #[serde(default)]
-    pub retry_after_on503: bool,
-    /// Inclusive range the fault `Retry-After` seconds are drawn from.
-    #[serde(default = "default_retry_after_range")]
-    pub retry_after_seconds: [u64; 2],
-    /// Faults also hit the token endpoint.
-    #[serde(default)]
-    pub token_endpoint_faults: bool,
-    /// Faults also hit `resetPassword`.
-    #[serde(default)]
-    pub reset_password_faults: bool,
-}
-
-impl Default for Faults {
-    fn default() -> Self {
-        Faults {
-            seed: None,
-            rate503: 0.0,
-            rate429: 0.0,
-            rate_malformed: 0.0,
-            rate_html: 0.0,
-            rate_slow: 0.0,
-            slow_ms: default_slow_ms(),
-            retry_after_on503: false,
-            retry_after_seconds: default_retry_after_range(),
-            token_endpoint_faults: false,
-            reset_password_faults: false,
-        }
-    }
-}
-
-/// A `Retry-After` value: a string (`"2"`, `"2.128"`) or a number in the
-/// config; kept as the exact header text.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "RetryAfterRepr", into = "String")]
-pub struct RetryAfter(String);
-
-impl RetryAfter {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl From<RetryAfter> for String {
-    fn from(value: RetryAfter) -> Self {
-        value.0
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum RetryAfterRepr {
-    Text(String),
-    Whole(u64),
-    Fraction(f64),
-}
-
-impl TryFrom<RetryAfterRepr> for RetryAfter {
-    type Error = String;
-
-    fn try_from(value: RetryAfterRepr) -> Result<Self, Self::Error> {
-        let text = match value {
-            RetryAfterRepr::Text(s) => s,
-            RetryAfterRepr::Whole(n) => n.to_string(),
-            RetryAfterRepr::Fraction(f) => f.to_string(),
-        };
-        // It ends up in a header: refuse what a header cannot carry.
-        if text.is_empty() || !text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-            return Err(format!("retryAfter {text:?} is not a valid header value"));
-        }
-        Ok(RetryAfter(text))
-    }
-}
-
 impl Config {
     /// Reads a YAML or JSON file (JSON when the extension is `.json`; YAML,
     /// a superset of JSON, otherwise).
@@ -436,6 +348,9 @@ impl TenantConfig {
         {
             return Err(format!("tenant {}: throttle needs capacity >= 1 and refillPerSecond > 0", self.id));
         }
+        if let Some(r) = self.token_respond.iter().find(|r| !(100..=599).contains(&r.status)) {
+            return Err(format!("tenant {}: tokenRespond status {} is not an HTTP status", self.id, r.status));
+        }
         for client in &self.clients {
             if client.client_id.is_empty() {
                 return Err(format!("tenant {}: clientId must not be empty", self.id));
@@ -458,36 +373,6 @@ impl OperationSpec {
         }
         if self.status.is_some() && self.steps.is_some() {
             return Err(format!("operation of {}: give either status or steps, not both", self.user_id));
-        }
-        Ok(())
-    }
-}
-
-impl Faults {
-    pub fn validate(&self) -> Result<(), String> {
-        let rates = [
-            ("rate503", self.rate503),
-            ("rate429", self.rate429),
-            ("rateMalformed", self.rate_malformed),
-            ("rateHtml", self.rate_html),
-            ("rateSlow", self.rate_slow),
-        ];
-        for (name, rate) in rates {
-            if !(0.0..=1.0).contains(&rate) {
-                return Err(format!("faults.{name} must be within 0..1, got {rate}"));
-            }
-        }
-        // The four failure kinds share one draw, so together they are a
-        // probability too.
-        let exclusive = self.rate503 + self.rate429 + self.rate_malformed + self.rate_html;
-        if exclusive > 1.0 + 1e-9 {
-            return Err(format!(
-                "faults: rate503 + rate429 + rateMalformed + rateHtml must not exceed 1, got {exclusive}"
-            ));
-        }
-        let [min, max] = self.retry_after_seconds;
-        if min > max {
-            return Err(format!("faults.retryAfterSeconds: min {min} > max {max}"));
         }
         Ok(())
     }
@@ -533,14 +418,6 @@ fn default_scopes() -> Vec<String> {
     vec!["UserAuthenticationMethod.Read.All".into(), "UserAuthenticationMethod.ReadWrite.All".into()]
 }
 
-fn default_slow_ms() -> u64 {
-    2000
-}
-
-fn default_retry_after_range() -> [u64; 2] {
-    [1, 5]
-}
-
 fn yes() -> bool {
     true
 }
@@ -555,23 +432,15 @@ mod tests {
         assert_eq!(c.graph_root, "https://graph.microsoft.com");
         assert_eq!(c.access_token_lifetime_seconds, 3599);
         assert_eq!(c.refresh_token_overlap_seconds, 0);
+        // Documented behaviour unless a test opts out.
+        assert!(!c.allow_app_only);
+        assert!(!c.refresh_token_single_use);
         assert_eq!(c.not_found_code, "itemNotFound");
         assert_eq!(
             c.default_progression,
             vec![Step::new("notStarted", 0), Step::new("running", 1000), Step::new("succeeded", 3000)]
         );
         assert!(c.validate().is_ok());
-    }
-
-    #[test]
-    fn retry_after_accepts_strings_and_numbers() {
-        let r: ScriptedResponse = serde_yaml::from_str("{status: 429, retryAfter: 2.128}").unwrap();
-        assert_eq!(r.retry_after.unwrap().as_str(), "2.128");
-        let r: ScriptedResponse = serde_json::from_str(r#"{"status":429,"retryAfter":"2"}"#).unwrap();
-        assert_eq!(r.retry_after.unwrap().as_str(), "2");
-        let r: ScriptedResponse = serde_json::from_str(r#"{"status":429,"retryAfter":3}"#).unwrap();
-        assert_eq!(r.retry_after.unwrap().as_str(), "3");
-        assert!(serde_json::from_str::<ScriptedResponse>(r#"{"status":429,"retryAfter":"a\nb"}"#).is_err());
     }
 
     #[test]
@@ -587,13 +456,5 @@ mod tests {
     #[test]
     fn typos_are_rejected() {
         assert!(serde_json::from_str::<Config>(r#"{"tenant":[]}"#).is_err());
-    }
-
-    #[test]
-    fn fault_rates_are_checked() {
-        let f = Faults { rate503: 0.7, rate429: 0.7, ..Faults::default() };
-        assert!(f.validate().is_err());
-        let f = Faults { rate_slow: 1.5, ..Faults::default() };
-        assert!(f.validate().is_err());
     }
 }

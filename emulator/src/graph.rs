@@ -4,22 +4,23 @@
 //! tenant's throttling budget, then injected faults, then the resource.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Extension;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use rand::Rng;
 use rand::seq::SliceRandom;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use super::config::{OperationSpec, PASSWORD_METHOD_ID, ScriptedResponse, TokenKind};
-use super::faults::{Fault, FaultScope};
+use super::config::{OperationSpec, PASSWORD_METHOD_ID, TokenKind};
+use super::faults::FaultScope;
+use super::graph_answers::{apply_roll, scripted, with_faults};
 use super::http::{
     API_BODY_LIMIT, BodyError, GRAPH_JSON, LogInfo, RequestCtx, graph_error, json_response, read_body, set_header,
 };
@@ -28,12 +29,16 @@ use super::operations::{Operation, Poll, PollRequest};
 use super::reqlog::RouteKind;
 use super::state::{Emulator, Settings, lock};
 use super::throttle::{Decision, usage_header};
+use super::users::{self, BadUserId};
 
 const READ_ALL: &str = "UserAuthenticationMethod.Read.All";
 const READ_WRITE_ALL: &str = "UserAuthenticationMethod.ReadWrite.All";
 
 /// What Graph sends with a 401: where to get a token, for which resource.
 const WWW_AUTHENTICATE_VALUE: &str = r#"Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", client_id="00000003-0000-0000-c000-000000000000""#;
+
+/// A user path segment as understood (`users` module) and the second id.
+pub type UserPath = Option<(Result<String, BadUserId>, String)>;
 
 /// `GET /v1.0/users/{user}/authentication/operations/{operation}`
 pub async fn get_operation(
@@ -42,29 +47,43 @@ pub async fn get_operation(
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
 ) -> Response {
+    let path = path.ok().map(|Path((user, op))| (users::plain(&user), op));
+    get_operation_at(&emulator, &ctx, path, &headers).await
+}
+
+/// The operation GET, whichever form the user was addressed in.
+pub async fn get_operation_at(emulator: &Emulator, ctx: &RequestCtx, path: UserPath, headers: &HeaderMap) -> Response {
     let mut info = LogInfo::new(RouteKind::OperationGet);
-    let response = serve_operation(&emulator, &ctx, path, &headers, &mut info).await;
+    let response = serve_operation(emulator, ctx, path, headers, &mut info).await;
     info.attach(response)
 }
 
 async fn serve_operation(
     emulator: &Emulator,
     ctx: &RequestCtx,
-    path: Result<Path<(String, String)>, PathRejection>,
+    path: UserPath,
     headers: &HeaderMap,
     info: &mut LogInfo,
 ) -> Response {
-    let Ok(Path((user, operation_id))) = path else {
+    let Some((user, operation_id)) = path else {
         return bad_path(ctx);
     };
-    info.user_id = Some(user.clone());
     info.operation_id = Some(operation_id.clone());
     let token = match authenticate(emulator, ctx, headers) {
         Ok(token) => token,
         Err(response) => return response,
     };
     info.tenant = Some(token.tenant.clone());
-    // Older docs: delegated only; newer: application too. Accept both.
+    let user = match user {
+        Ok(user) => user,
+        Err(bad) => return bad.response(ctx),
+    };
+    info.user_id = Some(user.clone());
+    // The v1.0 page: application permissions "Not supported". Tests of
+    // app-only clients opt in with `allowAppOnly`.
+    if token.kind == TokenKind::App && !allows_app_only(emulator, &token) {
+        return app_only_refused(ctx);
+    }
     if !token.has_any(&[READ_ALL, READ_WRITE_ALL]) {
         return insufficient_privileges(ctx);
     }
@@ -101,6 +120,12 @@ async fn serve_operation(
     response
 }
 
+/// The tenant's `allowAppOnly`, else the global one.
+fn allows_app_only(emulator: &Emulator, token: &AccessToken) -> bool {
+    let tenant = lock(&emulator.directory).allows_app_only(&token.tenant);
+    tenant.unwrap_or_else(|| emulator.settings().allow_app_only)
+}
+
 /// `POST /v1.0/users/{user}/authentication/methods/{method}/resetPassword`
 pub async fn reset_password(
     State(emulator): State<Arc<Emulator>>,
@@ -109,43 +134,61 @@ pub async fn reset_password(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let path = path.ok().map(|Path((user, method))| (users::plain(&user), method));
+    reset_password_at(&emulator, &ctx, path, &headers, body).await
+}
+
+/// resetPassword, whichever form the user was addressed in.
+pub async fn reset_password_at(
+    emulator: &Emulator,
+    ctx: &RequestCtx,
+    path: UserPath,
+    headers: &HeaderMap,
+    body: Body,
+) -> Response {
     let mut info = LogInfo::new(RouteKind::ResetPassword);
-    let response = serve_reset(&emulator, &ctx, path, &headers, body, &mut info).await;
+    let response = serve_reset(emulator, ctx, path, headers, body, &mut info).await;
     info.attach(response)
 }
 
 async fn serve_reset(
     emulator: &Emulator,
     ctx: &RequestCtx,
-    path: Result<Path<(String, String)>, PathRejection>,
+    path: UserPath,
     headers: &HeaderMap,
     body: Body,
     info: &mut LogInfo,
 ) -> Response {
-    let Ok(Path((user, method))) = path else {
+    let Some((user, method)) = path else {
         return bad_path(ctx);
     };
-    info.user_id = Some(user.clone());
     let token = match authenticate(emulator, ctx, headers) {
         Ok(token) => token,
         Err(response) => return response,
     };
     info.tenant = Some(token.tenant.clone());
+    let user = match user {
+        Ok(user) => user,
+        Err(bad) => return bad.response(ctx),
+    };
+    info.user_id = Some(user.clone());
     let throttle = match charge_budget(emulator, ctx, &token.tenant) {
         Ok(throttle) => throttle,
         Err(response) => return response,
     };
-    let mut response = reset_checked(emulator, ctx, &user, &method, &token, body, info).await;
+    let mut response = reset_checked(emulator, ctx, &user, &method, &token, headers, body, info).await;
     throttle.decorate(&mut response);
     response
 }
 
+#[allow(clippy::too_many_arguments, reason = "one request's parts, passed through once")]
 async fn reset_checked(
     emulator: &Emulator,
     ctx: &RequestCtx,
     user: &str,
     method: &str,
     token: &AccessToken,
+    headers: &HeaderMap,
     body: Body,
     info: &mut LogInfo,
 ) -> Response {
@@ -165,8 +208,12 @@ async fn reset_checked(
             &format!("The authentication method '{method}' was not found."),
         );
     }
-    // Delegated ReadWrite.All only: application permissions cannot reset.
-    if token.kind != TokenKind::Delegated || !token.has_any(&[READ_WRITE_ALL]) {
+    // Delegated ReadWrite.All only: application permissions are not
+    // supported here, not even with `allowAppOnly` (which is about the GET).
+    if token.kind != TokenKind::Delegated {
+        return app_only_refused(ctx);
+    }
+    if !token.has_any(&[READ_WRITE_ALL]) {
         return insufficient_privileges(ctx);
     }
     if token.subject.as_deref().is_some_and(|s| s.eq_ignore_ascii_case(user)) {
@@ -176,6 +223,12 @@ async fn reset_checked(
             "Authorization_RequestDenied",
             "The password of the signed-in user cannot be reset with this API.",
         );
+    }
+    // The page lists `Content-Type: application/json` as required; Graph
+    // answers a body it cannot read as JSON with 400 BadRequest (the
+    // message names the header), not 415.
+    if !is_json(headers) {
+        return graph_error(ctx, StatusCode::BAD_REQUEST, "BadRequest", UNREADABLE);
     }
     let new_password = match parse_reset_body(body).await {
         Ok(password) => password,
@@ -231,10 +284,21 @@ async fn reset_checked(
     response
 }
 
+/// Graph's message for a body it cannot read as JSON.
+const UNREADABLE: &str = "Unable to read JSON request payload. Please ensure Content-Type header is set and payload is of valid JSON format.";
+
+/// `Content-Type: application/json`, parameters (`charset`) allowed.
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
+}
+
 /// The optional `{"newPassword": "..."}` body. Graph rejects unreadable
 /// JSON with this very message.
 async fn parse_reset_body(body: Body) -> Result<Option<String>, &'static str> {
-    const UNREADABLE: &str = "Unable to read JSON request payload. Please ensure Content-Type header is set and payload is of valid JSON format.";
     let bytes = match read_body(body, API_BODY_LIMIT).await {
         Ok(bytes) => bytes,
         Err(BodyError::TooLarge) => return Err("The request payload is too large."),
@@ -299,6 +363,22 @@ fn authenticate(emulator: &Emulator, ctx: &RequestCtx, headers: &HeaderMap) -> R
     Err(response)
 }
 
+fn app_only_refused(ctx: &RequestCtx) -> Response {
+    graph_error(
+        ctx,
+        StatusCode::FORBIDDEN,
+        "Authorization_RequestDenied",
+        "Application permissions are not supported for this API: use a delegated (signed-in user) token.",
+    )
+}
+
+/// A `/v1.0/{segment}/…` path whose segment is not `users(…)`: Graph's 404
+/// for an unknown segment.
+pub fn not_a_segment(ctx: &RequestCtx, segment: &str) -> Response {
+    let message = format!("Resource not found for the segment '{segment}'.");
+    graph_error(ctx, StatusCode::NOT_FOUND, "BadRequest", &message)
+}
+
 fn insufficient_privileges(ctx: &RequestCtx) -> Response {
     graph_error(
         ctx,
@@ -317,7 +397,7 @@ fn bad_path(ctx: &RequestCtx) -> Response {
     )
 }
 
-fn not_found(ctx: &RequestCtx, settings: &Settings) -> Response {
+pub fn not_found(ctx: &RequestCtx, settings: &Settings) -> Response {
     graph_error(
         ctx,
         StatusCode::NOT_FOUND,
@@ -377,149 +457,6 @@ fn charge_budget(emulator: &Emulator, ctx: &RequestCtx, tenant: &str) -> Result<
     }
 }
 
-/// Serves one entry of an operation's `respond` queue.
-async fn scripted(
-    ctx: &RequestCtx,
-    settings: &Settings,
-    scripted: ScriptedResponse,
-    normal: Option<Map<String, Value>>,
-) -> Response {
-    if let Some(ms) = scripted.delay_ms {
-        tokio::time::sleep(Duration::from_millis(ms)).await;
-    }
-    let status = StatusCode::from_u16(scripted.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = match (scripted.body, normal) {
-        (Some(body), _) => {
-            let mut response = (status, body).into_response();
-            let content_type = scripted
-                .content_type
-                .as_deref()
-                .and_then(|c| HeaderValue::from_str(c).ok())
-                .unwrap_or(HeaderValue::from_static("application/json"));
-            response.headers_mut().insert(CONTENT_TYPE, content_type);
-            response
-        }
-        (None, Some(body)) if status.is_success() => json_response(status, GRAPH_JSON, &Value::Object(body)),
-        (None, None) if status.is_success() => not_found(ctx, settings),
-        (None, _) => {
-            let code = scripted.code.as_deref().unwrap_or_else(|| default_code(status, settings));
-            let message = scripted.message.as_deref().unwrap_or_else(|| default_message(status));
-            graph_error(ctx, status, code, message)
-        }
-    };
-    if let Some(retry) = &scripted.retry_after {
-        set_header(response.headers_mut(), "retry-after", retry.as_str());
-    }
-    response
-}
-
-fn default_code(status: StatusCode, settings: &Settings) -> &str {
-    match status.as_u16() {
-        400 => "BadRequest",
-        401 => "InvalidAuthenticationToken",
-        403 => "Authorization_RequestDenied",
-        404 => &settings.not_found_code,
-        409 => "conflict",
-        429 => "TooManyRequests",
-        500 => "generalException",
-        502 => "badGateway",
-        503 => "serviceNotAvailable",
-        504 => "gatewayTimeout",
-        _ => "UnknownError",
-    }
-}
-
-fn default_message(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        429 => "Too many requests. Retry after the number of seconds in the Retry-After header.",
-        503 => "The service is temporarily unavailable. Please retry later.",
-        504 => "The gateway timed out.",
-        _ => "The request failed (scripted by the emulator).",
-    }
-}
-
-/// Draws global faults for a successful answer and serves it (or the fault).
-async fn with_faults(
-    emulator: &Emulator,
-    ctx: &RequestCtx,
-    scope: FaultScope,
-    status: StatusCode,
-    body: Value,
-) -> Response {
-    let roll = lock(&emulator.faults).roll(scope);
-    let response = json_response(status, GRAPH_JSON, &body);
-    apply_roll(ctx, roll, response, &body).await
-}
-
-/// Applies a fault draw to an answer: waits if slow, then replaces the
-/// answer when a fault was drawn. `body` is what the answer carries, for
-/// the truncated-JSON fault.
-async fn apply_roll(ctx: &RequestCtx, roll: super::faults::Roll, response: Response, body: &Value) -> Response {
-    if let Some(delay) = roll.delay {
-        tokio::time::sleep(delay).await;
-    }
-    match roll.fault {
-        None => response,
-        Some(fault) => fault_response(ctx, fault, body),
-    }
-}
-
-/// A global fault, shaped as Graph (or the proxy in front of it) sends it.
-fn fault_response(ctx: &RequestCtx, fault: Fault, body: &Value) -> Response {
-    match fault {
-        Fault::Unavailable { retry_after_secs } => {
-            let mut response = graph_error(
-                ctx,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "serviceNotAvailable",
-                default_message(StatusCode::SERVICE_UNAVAILABLE),
-            );
-            if let Some(secs) = retry_after_secs {
-                response
-                    .headers_mut()
-                    .insert(RETRY_AFTER, HeaderValue::from(secs));
-            }
-            response
-        }
-        Fault::Throttled { retry_after_secs } => {
-            let mut response = graph_error(
-                ctx,
-                StatusCode::TOO_MANY_REQUESTS,
-                "TooManyRequests",
-                default_message(StatusCode::TOO_MANY_REQUESTS),
-            );
-            response
-                .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
-            response
-        }
-        Fault::Malformed => {
-            let full = if body.is_null() {
-                r#"{"@odata.context":"https://graph.microsoft.com/v1.0/$metadata#users"}"#.to_owned()
-            } else {
-                body.to_string()
-            };
-            // Cut mid-document (on a char boundary): never valid JSON.
-            let mut cut = full.len() / 2;
-            while !full.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            (
-                StatusCode::OK,
-                [(CONTENT_TYPE, HeaderValue::from_static(GRAPH_JSON))],
-                full[..cut].to_owned(),
-            )
-                .into_response()
-        }
-        Fault::Html => (
-            StatusCode::BAD_GATEWAY,
-            [(CONTENT_TYPE, HeaderValue::from_static("text/html"))],
-            "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n",
-        )
-            .into_response(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -555,18 +492,5 @@ mod tests {
         assert!(prefers_unknown_members(&h));
         h.insert("prefer", HeaderValue::from_static("return=minimal"));
         assert!(!prefers_unknown_members(&h));
-    }
-
-    #[tokio::test]
-    async fn malformed_fault_is_not_json() {
-        let ctx = RequestCtx { request_id: "r".into(), client_request_id: "c".into(), received: Timestamp::now() };
-        // Multi-byte characters: the cut must land on a char boundary.
-        let body = json!({"id": "é".repeat(21), "status": "running"});
-        let response = fault_response(&ctx, Fault::Malformed, &body);
-        assert_eq!(response.status(), StatusCode::OK);
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
-        let text = std::str::from_utf8(&bytes).unwrap();
-        assert!(text.starts_with('{'));
-        assert!(serde_json::from_str::<Value>(text).is_err());
     }
 }

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use super::reqlog::{LogEntry, RouteKind};
 use super::state::{Emulator, lock};
 use super::timefmt::inner_error_date;
-use super::{admin, graph, token};
+use super::{admin, graph, token, users};
 
 /// Graph and token request bodies are tiny; anything bigger is refused.
 pub const API_BODY_LIMIT: usize = 64 * 1024;
@@ -71,6 +71,9 @@ pub fn router(emulator: Arc<Emulator>, allow_remote_admin: bool) -> Router {
     Router::new()
         .route("/v1.0/users/{user}/authentication/operations/{operation}", get(graph::get_operation))
         .route("/v1.0/users/{user}/authentication/methods/{method}/resetPassword", post(graph::reset_password))
+        // `/users('$x@contoso.com')/…`: the key form of a user (see `users`).
+        .route("/v1.0/{users}/authentication/operations/{operation}", get(users::get_operation_keyed))
+        .route("/v1.0/{users}/authentication/methods/{method}/resetPassword", post(users::reset_password_keyed))
         .route("/{tenant}/oauth2/v2.0/token", post(token::token_endpoint))
         .nest("/_emulator", admin)
         .fallback(unknown_route)

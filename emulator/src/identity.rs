@@ -11,7 +11,7 @@ use jiff::{SignedDuration, Timestamp};
 use rand::Rng;
 use rand::distr::Alphanumeric;
 
-use super::config::{ClientConfig, StaticToken, TenantConfig, ThrottleConfig, TokenKind};
+use super::config::{ClientConfig, ScriptedResponse, StaticToken, TenantConfig, ThrottleConfig, TokenKind};
 use super::throttle::{Decision, TokenBucket};
 
 /// Expired access tokens are remembered this long, so callers get "expired"
@@ -272,21 +272,31 @@ impl Directory {
         token
     }
 
-    /// Spends a refresh token of `tenant`/`client_id`. Success marks it
-    /// rotated: it keeps working for `overlap`, then fails as reused.
+    /// Redeems a refresh token of `tenant`/`client_id`. As Entra does, it
+    /// stays valid after use (`single_use: None`); with `Some(overlap)`
+    /// (the `refreshTokenSingleUse` option) success marks it rotated: it
+    /// keeps working for `overlap`, then fails as reused.
     pub fn redeem_refresh(
         &mut self,
         token: &str,
         tenant: &str,
         client_id: &str,
         now: Instant,
-        overlap: Duration,
+        single_use: Option<Duration>,
     ) -> Result<(), RefreshRefusal> {
         let tenant_key = self.tenant_key(tenant).ok_or(RefreshRefusal::Unknown)?;
         let record = self.refresh.get_mut(token).ok_or(RefreshRefusal::Unknown)?;
         if record.tenant != tenant_key || record.client != client_id.to_lowercase() {
             return Err(RefreshRefusal::OtherClient);
         }
+        let Some(overlap) = single_use else {
+            return match record.state {
+                RefreshState::Revoked => Err(RefreshRefusal::Revoked),
+                // Rotated under an earlier single-use setting: still dead.
+                RefreshState::Rotated(_) => Err(RefreshRefusal::Reused),
+                RefreshState::Active => Ok(()),
+            };
+        };
         match record.state {
             RefreshState::Revoked => Err(RefreshRefusal::Revoked),
             RefreshState::Rotated(at) if now.saturating_duration_since(at) > overlap => Err(RefreshRefusal::Reused),
@@ -352,6 +362,18 @@ impl Directory {
         n
     }
 
+    /// The tenant's own `allowAppOnly`, if it sets one.
+    pub fn allows_app_only(&self, tenant: &str) -> Option<bool> {
+        self.tenant(tenant)?.allow_app_only
+    }
+
+    /// Takes the next scripted token-endpoint answer of a tenant, if any.
+    pub fn next_token_response(&mut self, tenant: &str) -> Option<ScriptedResponse> {
+        let k = self.tenant_key(tenant)?;
+        let queue = &mut self.tenants.get_mut(&k)?.config.token_respond;
+        (!queue.is_empty()).then(|| queue.remove(0))
+    }
+
     /// Charges one request to the tenant's bucket; `None` when the tenant
     /// has no throttling configured.
     pub fn throttle(&mut self, tenant: &str, now: Instant) -> Option<Decision> {
@@ -371,105 +393,4 @@ impl Directory {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn tenant() -> TenantConfig {
-        serde_json::from_value(serde_json::json!({
-            "id": "T1",
-            "aliases": ["contoso.onmicrosoft.com"],
-            "clients": [{"clientId": "C1", "refreshTokens": ["rt0"]}]
-        }))
-        .unwrap()
-    }
-
-    #[test]
-    fn rotation_without_overlap() {
-        let mut d = Directory::new();
-        d.put_tenant(tenant());
-        let t0 = Instant::now();
-        assert_eq!(d.redeem_refresh("rt0", "t1", "c1", t0, Duration::ZERO), Ok(()));
-        let next = d.issue_refresh("t1", "c1");
-        assert_eq!(
-            d.redeem_refresh("rt0", "t1", "c1", t0 + Duration::from_millis(1), Duration::ZERO),
-            Err(RefreshRefusal::Reused)
-        );
-        assert_eq!(d.redeem_refresh(&next, "contoso.onmicrosoft.com", "C1", t0, Duration::ZERO), Ok(()));
-    }
-
-    #[test]
-    fn overlap_keeps_old_token_briefly() {
-        let mut d = Directory::new();
-        d.put_tenant(tenant());
-        let t0 = Instant::now();
-        let overlap = Duration::from_secs(5);
-        d.redeem_refresh("rt0", "t1", "c1", t0, overlap).unwrap();
-        assert!(d.redeem_refresh("rt0", "t1", "c1", t0 + Duration::from_secs(4), overlap).is_ok());
-        assert_eq!(
-            d.redeem_refresh("rt0", "t1", "c1", t0 + Duration::from_secs(6), overlap),
-            Err(RefreshRefusal::Reused)
-        );
-    }
-
-    #[test]
-    fn revoked_and_foreign_tokens_fail() {
-        let mut d = Directory::new();
-        d.put_tenant(tenant());
-        let now = Instant::now();
-        assert_eq!(d.redeem_refresh("rt0", "t1", "other", now, Duration::ZERO), Err(RefreshRefusal::OtherClient));
-        assert!(d.revoke_refresh("rt0"));
-        assert_eq!(d.redeem_refresh("rt0", "t1", "c1", now, Duration::ZERO), Err(RefreshRefusal::Revoked));
-        assert_eq!(d.redeem_refresh("nope", "t1", "c1", now, Duration::ZERO), Err(RefreshRefusal::Unknown));
-    }
-
-    #[test]
-    fn re_registering_a_tenant_keeps_rotation_state() {
-        let mut d = Directory::new();
-        d.put_tenant(tenant());
-        let now = Instant::now();
-        d.redeem_refresh("rt0", "t1", "c1", now, Duration::ZERO).unwrap();
-        let next = d.issue_refresh("t1", "c1");
-        let mut again = tenant();
-        again.clients[0].interaction_required = true;
-        d.put_tenant(again);
-        assert!(d.client("T1", "c1").unwrap().interaction_required);
-        // The used token stays used, the new one stays valid.
-        assert_eq!(
-            d.redeem_refresh("rt0", "t1", "c1", now + Duration::from_secs(1), Duration::ZERO),
-            Err(RefreshRefusal::Reused)
-        );
-        assert_eq!(d.tenant_configs()[0].clients[0].refresh_tokens, vec![next]);
-    }
-
-    #[test]
-    fn access_tokens_expire_and_are_opaque() {
-        let mut d = Directory::new();
-        let now = Timestamp::now();
-        let grant = AccessToken {
-            tenant: "T1".into(),
-            client_id: None,
-            kind: TokenKind::App,
-            scopes: vec![],
-            subject: None,
-            expires_at: Some(now + SignedDuration::from_secs(10)),
-        };
-        let a = d.issue_access(grant.clone(), now);
-        let b = d.issue_access(grant, now);
-        assert_ne!(a, b);
-        assert!(a.len() > 40);
-        assert!(matches!(d.lookup_access(&a, now), AccessLookup::Valid(_)));
-        let later = now + SignedDuration::from_secs(11);
-        assert!(matches!(d.lookup_access(&a, later), AccessLookup::Expired));
-        assert!(matches!(d.lookup_access("x", now), AccessLookup::Unknown));
-    }
-
-    #[test]
-    fn permission_names() {
-        assert_eq!(
-            permission_name("https://graph.microsoft.com/UserAuthenticationMethod.Read.All"),
-            "UserAuthenticationMethod.Read.All"
-        );
-        assert_eq!(permission_name("User.Read"), "User.Read");
-        assert_eq!(permission_name("https://graph.microsoft.com/.default"), ".default");
-    }
-}
+mod tests;

@@ -6,8 +6,10 @@
 //! Module map:
 //! - `server`: command line, logging, life cycle
 //! - `http`: router, correlation headers, request-log middleware, errors
-//! - `graph`: the Graph routes (operation GET, resetPassword)
-//! - `token`: the Entra token endpoint and its grants
+//! - `graph`, `graph_answers`, `users`: the Graph routes (operation GET,
+//!   resetPassword), their scripted and fault answers, user path segments
+//! - `token`, `token_faults`: the Entra token endpoint, its grants, scripted
+//!   answers and faults
 //! - `admin`: the `/_emulator` admin API
 //! - `state`: shared state and its locks
 //! - `config`: config file / admin API shapes
@@ -20,6 +22,7 @@ mod admin;
 pub mod config;
 mod faults;
 mod graph;
+mod graph_answers;
 mod http;
 mod identity;
 mod operations;
@@ -30,5 +33,7 @@ mod state;
 mod throttle;
 mod timefmt;
 mod token;
+mod token_faults;
+mod users;
 
 pub use server::{Args, LogFormat, init_logging, run};

@@ -5,25 +5,12 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 
 use jiff::{SignedDuration, Timestamp};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Map, Value, json};
 
 use super::config::{OperationSpec, PASSWORD_METHOD_ID, ScriptedResponse, Step, TimestampStyle};
 use super::progression::{self, Position};
 use super::timefmt::format_operation_time;
-
-/// Characters kept as is in a path segment we build (RFC 3986 unreserved
-/// plus `@`, which UPNs carry and Graph leaves unencoded).
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~').remove(b'@');
-
-pub fn encode_segment(s: &str) -> String {
-    utf8_percent_encode(s, SEGMENT).to_string()
-}
-
-/// `/v1.0/users/{user}/authentication/operations/{id}`, encoded.
-pub fn operation_path(user: &str, id: &str) -> String {
-    format!("/v1.0/users/{}/authentication/operations/{}", encode_segment(user), encode_segment(id))
-}
+use super::users::{encode_segment, user_path};
 
 /// Users are matched case-insensitively (GUIDs and UPNs both are in Entra);
 /// operation ids exactly.
@@ -76,9 +63,9 @@ impl Operation {
         progression::normalize(&mut steps);
         let resource_location = spec.resource_location.unwrap_or_else(|| {
             Some(format!(
-                "{}/v1.0/users/{}/authentication/methods/{PASSWORD_METHOD_ID}",
+                "{}/v1.0/{}/authentication/methods/{PASSWORD_METHOD_ID}",
                 defaults.graph_root,
-                encode_segment(&spec.user_id)
+                user_path(&spec.user_id)
             ))
         });
         Operation {
@@ -475,10 +462,5 @@ mod tests {
         assert_eq!(store.len(), 2);
         assert!(store.get("u", "b").is_none());
         assert!(store.get("u", "a").is_some() && store.get("u", "c").is_some());
-    }
-
-    #[test]
-    fn encodes_segments() {
-        assert_eq!(operation_path("a b/c@d.com", "x"), "/v1.0/users/a%20b%2Fc@d.com/authentication/operations/x");
     }
 }

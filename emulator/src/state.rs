@@ -12,8 +12,9 @@ use serde_json::Value;
 use super::config::{Config, Faults, OperationSpec, ResetPasswordConfig, Step};
 use super::faults::FaultState;
 use super::identity::Directory;
-use super::operations::{Defaults, Operation, OperationStore, operation_path};
+use super::operations::{Defaults, Operation, OperationStore};
 use super::reqlog::{DEFAULT_CAPACITY, RequestLog};
+use super::users::operation_path;
 
 /// Locks a mutex even if a panicking thread poisoned it: every update here
 /// leaves the data consistent, and one failed request must not wedge the
@@ -36,6 +37,8 @@ pub struct Settings {
     pub evolvable_enums: bool,
     pub access_token_lifetime_seconds: u64,
     pub refresh_token_overlap_seconds: u64,
+    pub refresh_token_single_use: bool,
+    pub allow_app_only: bool,
     pub reset_password: ResetPasswordConfig,
     pub max_operations: usize,
 }
@@ -139,6 +142,8 @@ impl Emulator {
             evolvable_enums: s.evolvable_enums,
             access_token_lifetime_seconds: s.access_token_lifetime_seconds,
             refresh_token_overlap_seconds: s.refresh_token_overlap_seconds,
+            refresh_token_single_use: s.refresh_token_single_use,
+            allow_app_only: s.allow_app_only,
             reset_password: s.reset_password.clone(),
             max_operations: s.max_operations,
             tenants,
@@ -171,6 +176,8 @@ fn settings_of(config: &Config, default_public_url: &str) -> Settings {
         evolvable_enums: config.evolvable_enums,
         access_token_lifetime_seconds: config.access_token_lifetime_seconds,
         refresh_token_overlap_seconds: config.refresh_token_overlap_seconds,
+        refresh_token_single_use: config.refresh_token_single_use,
+        allow_app_only: config.allow_app_only,
         reset_password: config.reset_password.clone(),
         max_operations: config.max_operations,
     }

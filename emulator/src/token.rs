@@ -19,12 +19,13 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
 use super::config::{ClientConfig, TokenKind};
-use super::faults::{Fault, FaultScope};
+use super::faults::FaultScope;
 use super::http::{API_BODY_LIMIT, BodyError, LogInfo, RequestCtx, read_body, set_header};
 use super::identity::{AccessToken, Directory, RefreshRefusal, permission_name};
 use super::reqlog::RouteKind;
 use super::state::{Emulator, lock};
 use super::timefmt::entra_timestamp;
+use super::token_faults::{scripted_token_answer, token_fault};
 
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
@@ -41,7 +42,7 @@ pub struct TokenError {
 }
 
 impl TokenError {
-    fn new(status: StatusCode, error: &'static str, code: u32, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, error: &'static str, code: u32, message: impl Into<String>) -> Self {
         TokenError { status, error, code, message: message.into() }
     }
 
@@ -88,7 +89,9 @@ fn token_json(status: StatusCode, body: &Value) -> Response {
 pub struct GrantSettings<'a> {
     pub graph_root: &'a str,
     pub access_token_lifetime: Duration,
-    pub refresh_overlap: Duration,
+    /// `None`: refresh tokens stay valid after use (Entra); `Some(overlap)`:
+    /// single use, with that grace period (`refreshTokenSingleUse`).
+    pub refresh_single_use: Option<Duration>,
 }
 
 /// `POST /{tenant}/oauth2/v2.0/token`
@@ -121,6 +124,12 @@ async fn serve_token(
     };
     info.tenant = Some(tenant.clone());
 
+    let queued = lock(&emulator.directory).next_token_response(&tenant);
+    if let Some(scripted) = queued
+        && let Some(response) = scripted_token_answer(ctx, scripted).await
+    {
+        return response;
+    }
     let roll = lock(&emulator.faults).roll(FaultScope::Token);
     if let Some(delay) = roll.delay {
         tokio::time::sleep(delay).await;
@@ -150,7 +159,9 @@ async fn serve_token(
     let grant_settings = GrantSettings {
         graph_root: &settings.graph_root,
         access_token_lifetime: Duration::from_secs(settings.access_token_lifetime_seconds),
-        refresh_overlap: Duration::from_secs(settings.refresh_token_overlap_seconds),
+        refresh_single_use: settings
+            .refresh_token_single_use
+            .then(|| Duration::from_secs(settings.refresh_token_overlap_seconds)),
     };
     let result =
         grant(&mut lock(&emulator.directory), &grant_settings, &tenant, &form, Timestamp::now(), Instant::now());
@@ -165,39 +176,6 @@ async fn serve_token(
             );
             error.into_response(ctx)
         }
-    }
-}
-
-/// Global faults on the token endpoint (only with `tokenEndpointFaults`).
-fn token_fault(ctx: &RequestCtx, fault: Fault) -> Response {
-    let transient = |status, retry: Option<u64>| {
-        let mut response = TokenError::new(
-            status,
-            "temporarily_unavailable",
-            90033,
-            "A transient error has occurred. Please try again.",
-        )
-        .into_response(ctx);
-        if let Some(secs) = retry {
-            set_header(response.headers_mut(), "retry-after", &secs.to_string());
-        }
-        response
-    };
-    match fault {
-        Fault::Unavailable { retry_after_secs } => transient(StatusCode::SERVICE_UNAVAILABLE, retry_after_secs),
-        Fault::Throttled { retry_after_secs } => transient(StatusCode::TOO_MANY_REQUESTS, Some(retry_after_secs)),
-        Fault::Malformed => (
-            StatusCode::OK,
-            [(CONTENT_TYPE, "application/json; charset=utf-8")],
-            r#"{"token_type":"Bearer","expires_in":3599,"ext_exp"#,
-        )
-            .into_response(),
-        Fault::Html => (
-            StatusCode::BAD_GATEWAY,
-            [(CONTENT_TYPE, "text/html")],
-            "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>",
-        )
-            .into_response(),
     }
 }
 
@@ -287,6 +265,9 @@ pub fn grant(
             ),
         ));
     }
+    if client.consent_required {
+        return Err(consent_missing(&client.client_id, "all requested permissions"));
+    }
     let all_granted = granted(&client);
     let permissions = if requested.permissions.is_empty() {
         all_granted
@@ -294,19 +275,11 @@ pub fn grant(
         if let Some(missing) =
             requested.permissions.iter().find(|p| !all_granted.iter().any(|g| g.eq_ignore_ascii_case(p)))
         {
-            return Err(TokenError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_grant",
-                65001,
-                format!(
-                    "The user or administrator has not consented to use the application with ID '{}'. Send an interactive authorization request for this user and resource. Missing scope: {missing}.",
-                    client.client_id
-                ),
-            ));
+            return Err(consent_missing(&client.client_id, missing));
         }
         requested.permissions
     };
-    dir.redeem_refresh(refresh_token, tenant, client_id, mono_now, settings.refresh_overlap)
+    dir.redeem_refresh(refresh_token, tenant, client_id, mono_now, settings.refresh_single_use)
         .map_err(refresh_refused)?;
     let new_refresh = dir.issue_refresh(tenant, client_id);
     let mut scopes: Vec<String> = permissions.iter().map(|p| format!("{}/{p}", settings.graph_root)).collect();
@@ -330,6 +303,18 @@ pub fn grant(
         "access_token": access_token,
         "refresh_token": new_refresh,
     }))
+}
+
+/// AADSTS65001: an admin must grant consent; signing in again does not help.
+fn consent_missing(client_id: &str, missing: &str) -> TokenError {
+    TokenError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+        65001,
+        format!(
+            "The user or administrator has not consented to use the application with ID '{client_id}'. Send an interactive authorization request for this user and resource. Missing scope: {missing}."
+        ),
+    )
 }
 
 fn granted(client: &ClientConfig) -> Vec<String> {
@@ -537,7 +522,7 @@ mod tests {
         let settings = GrantSettings {
             graph_root: ROOT,
             access_token_lifetime: Duration::from_secs(3599),
-            refresh_overlap: Duration::ZERO,
+            refresh_single_use: Some(Duration::ZERO),
         };
         grant(d, &settings, "tid", &form, Timestamp::now(), Instant::now())
     }
@@ -649,7 +634,7 @@ mod tests {
         let settings = GrantSettings {
             graph_root: ROOT,
             access_token_lifetime: Duration::from_secs(1),
-            refresh_overlap: Duration::ZERO,
+            refresh_single_use: Some(Duration::ZERO),
         };
         let form = [("grant_type".to_string(), "client_credentials".to_string())].into();
         let err = grant(&mut d, &settings, "other", &form, Timestamp::now(), Instant::now()).unwrap_err();
