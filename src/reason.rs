@@ -93,6 +93,7 @@ reasons! {
     CredentialsSecretNotFound => Blocked, true, "create the Secret; picked up within 30 s";
     InvalidCredentials => Blocked, true, "fix the Secret's keys as the message says; picked up within 30 s";
     CredentialsRejected => Blocked, true, "fix the credentials in the Secret";
+    AppOnlyNotSupported => Blocked, true, "use delegated credentials (tenantId, clientId, refreshToken): Microsoft does not support application permissions for this API";
     PermissionDenied => Blocked, true, "grant UserAuthenticationMethod.Read.All and an Entra role such as Authentication Administrator";
     ReauthenticationRequired => Blocked, true, "a person must sign in again and store a new refreshToken";
     GraphRequestRejected => Blocked, true, "Graph refused the request (400): check the ids";

@@ -28,9 +28,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let shard = Shard::new(args.shard, args.total_shards).map_err(anyhow::Error::msg)?;
     let graph_url = args.graph_url.clone().unwrap_or_else(|| Url::parse(args.cloud.graph_url()).expect("valid"));
-    if !matches!(graph_url.scheme(), "https" | "http") {
-        bail!("--graph-url must be an http(s) URL, got {graph_url}");
-    }
+    check_endpoint("--graph-url", &graph_url)?;
     let kube = kube::Client::try_default().await.context("connecting to Kubernetes")?;
     let metrics = Arc::new(Metrics::default());
     let http = reqwest::Client::builder()
@@ -41,7 +39,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .build()
         .context("building the HTTP client")?;
     let client = GraphClient::new(http.clone(), graph_url.clone(), metrics.clone());
-    let login_url = args.login_url.clone().unwrap_or_else(|| Url::parse(args.cloud.login_url()).expect("valid"));
+    // Azure Workload Identity sets AZURE_AUTHORITY_HOST to the cloud's token authority.
+    let authority_host = std::env::var("AZURE_AUTHORITY_HOST").ok().filter(|v| !v.trim().is_empty());
+    let login_url = match (&args.login_url, authority_host) {
+        (Some(url), _) => url.clone(),
+        (None, Some(host)) => Url::parse(&host).with_context(|| format!("AZURE_AUTHORITY_HOST {host:?} is not a URL"))?,
+        (None, None) => Url::parse(args.cloud.login_url()).expect("valid"),
+    };
+    check_endpoint("--login-url", &login_url)?;
     let workload_identity = WorkloadIdentity::from_env();
     let auth = AuthSettings {
         login_url: login_url.clone(),
@@ -164,5 +169,36 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// Tokens and credentials travel only over https; plain http only to this machine (an emulator).
+fn check_endpoint(flag: &str, url: &Url) -> anyhow::Result<()> {
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => bail!("{flag} must be an https:// URL (plain http only on the loopback address), got {url}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_travel_over_https_or_stay_on_this_machine() {
+        for ok in ["https://login.microsoftonline.com", "http://127.0.0.1:8080", "http://localhost:1", "http://[::1]:9"] {
+            assert!(check_endpoint("--login-url", &Url::parse(ok).unwrap()).is_ok(), "{ok}");
+        }
+        for bad in ["http://login.microsoftonline.com", "http://10.0.0.1", "ftp://127.0.0.1"] {
+            let err = check_endpoint("--login-url", &Url::parse(bad).unwrap()).unwrap_err().to_string();
+            assert!(err.contains("must be an https:// URL"), "{bad}: {err}");
+        }
     }
 }

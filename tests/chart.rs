@@ -150,8 +150,8 @@ fn assert_least_privilege(objs: &[Value], release_ns: &str) {
         }
         if resources.contains(&"secrets".to_string()) {
             assert!(
-                verbs.iter().all(|v| ["get", "update", "patch"].contains(&v.as_str())),
-                "secrets verbs {verbs:?}: only get/update/patch, never list or watch"
+                verbs.iter().all(|v| ["get", "patch"].contains(&v.as_str())),
+                "secrets verbs {verbs:?}: only get/patch, never update, list or watch"
             );
         }
         if resources.contains(&"leases".to_string()) {
@@ -308,7 +308,7 @@ fn default_rendering_is_hardened_and_least_privilege() {
     let secrets = secret_rules(&objs);
     assert_eq!(secrets.len(), 1);
     assert_eq!(secrets[0].0, "ClusterRole");
-    assert_eq!(strings(&secrets[0].2["verbs"]), ["get", "update", "patch"]);
+    assert_eq!(strings(&secrets[0].2["verbs"]), ["get", "patch"]);
     assert_eq!(strings(&secrets[0].2["resourceNames"]), ["graph-credentials"]);
 }
 
@@ -920,6 +920,7 @@ async fn installed_chart_rbac_is_enough_and_no_more() {
             &["get", "secrets/graph-token", "-n", &other],
             &["get", "secrets/unrelated", "-n", &team],
             &["delete", "secrets/graph-token", "-n", &team],
+            &["update", "secrets/graph-delegated", "-n", &team],
             &["create", "secrets", "-n", &team],
             &["get", "secrets/graph-token", "-n", &sys],
             &["create", "passwordresetoperations.pwreset.dev", "-n", &team],

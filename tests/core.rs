@@ -52,11 +52,11 @@ async fn memory_returns_to_its_baseline_after_a_thousand_resources_with_their_ow
             }
         })
         .await;
-    // Half the operations exist and succeed at once; the other half answer 404 (so their
-    // resources keep retrying and hold backoff entries).
+    // Half the operations run (and keep running while the test looks); the other half answer
+    // 404, so their resources keep retrying and hold backoff entries.
     let operations: Vec<_> = (0..n)
         .step_by(2)
-        .map(|i| json!({"userId": format!("u{i}"), "id": format!("op{i}"), "status": "succeeded"}))
+        .map(|i| json!({"userId": format!("u{i}"), "id": format!("op{i}"), "status": "running"}))
         .collect();
     parts.emulator.add_operation(json!(operations)).await;
     let extra = [

@@ -313,6 +313,6 @@ async fn the_per_tenant_limit_holds_under_load_with_graph_throttling_on() {
     assert!(busiest <= 8 + 4, "{busiest} requests within one second");
     assert!(throttled <= 2, "{throttled} of {} GETs were throttled", gets.len());
     let metrics = h.operator.http_get("/metrics").await.unwrap().1;
-    assert!(metrics.contains(&format!("pwreset_tenant_allowed_rate{{tenant=\"{TENANT_ID}\"}}")), "{metrics}");
+    assert!(metrics.contains(&format!("pwreset_tenant_allowed_rate{{tenant=\"{TENANT_ID}/app-t\"}}")), "{metrics}");
     assert_never_shown(&h, &["cs-throttle-0b7c".into()]).await;
 }

@@ -123,13 +123,20 @@ pub(crate) enum Credential {
 }
 
 impl Credential {
-    pub(crate) fn tenant(&self) -> Option<&str> {
+    /// The Graph budget (app and tenant) this credential draws on, when a token request
+    /// proves it; None for a static token.
+    pub(crate) fn budget(&self) -> Option<String> {
         match self {
             Credential::Static(_) => None,
-            Credential::Refresh { tenant, .. }
-            | Credential::ClientSecret { tenant, .. }
-            | Credential::Federated { tenant, .. } => Some(tenant),
+            Credential::Refresh { tenant, client_id, .. }
+            | Credential::ClientSecret { tenant, client_id, .. }
+            | Credential::Federated { tenant, client_id, .. } => Some(format!("{tenant}/{client_id}")),
         }
+    }
+
+    /// Client credentials (a secret or a federated assertion) give app-only tokens.
+    pub(crate) fn is_app_only(&self) -> bool {
+        matches!(self, Credential::ClientSecret { .. } | Credential::Federated { .. })
     }
 
     /// Identifies these exact inputs without keeping them: a changed Secret is a new key.
@@ -161,16 +168,6 @@ pub(crate) fn refresh_token_of(c: &Credential) -> Option<&SecretString> {
         Credential::Refresh { refresh_token, .. } => Some(refresh_token),
         _ => None,
     }
-}
-
-/// A static JWT names its tenant in `tid`; opaque tokens do not.
-pub(crate) fn static_token_tenant(credential: &Credential) -> Option<String> {
-    let Credential::Static(token) = credential else { return None };
-    use base64::Engine as _;
-    let payload = token.expose().split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    claims.get("tid")?.as_str().map(str::to_string)
 }
 
 pub(crate) fn read_token_file(path: &Path, allowed_dir: &Path, forbidden: Option<&Path>) -> Result<String, String> {
@@ -354,14 +351,5 @@ mod tests {
         let own = dir.path().join("own");
         std::fs::write(&own, "x").unwrap();
         assert_eq!(read_token_file(&file, dir.path(), Some(&own)).unwrap(), "eyJ.assertion.sig");
-    }
-
-    #[test]
-    fn a_static_jwt_names_its_tenant() {
-        use base64::Engine as _;
-        let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"tid":"tenant-1"}"#);
-        let jwt = Credential::Static(SecretString::new(format!("eyJhbGciOiJub25lIn0.{claims}.sig")));
-        assert_eq!(static_token_tenant(&jwt).as_deref(), Some("tenant-1"));
-        assert_eq!(static_token_tenant(&Credential::Static(SecretString::new("opaque"))), None);
     }
 }

@@ -28,7 +28,7 @@ pub use credential::{AuthSettings, SecretString, WorkloadIdentity};
 pub use error::CredentialError;
 
 use crate::metrics::Metrics;
-use credential::{Credential, Source, static_token_tenant};
+use credential::{Credential, Source};
 use entra::TokenEndpoint;
 use secrets::SecretStore;
 
@@ -40,11 +40,18 @@ const FAILURE_HOLD: Duration = Duration::from_secs(60);
 /// After a passing token endpoint failure.
 const TRANSIENT_HOLD: Duration = Duration::from_secs(5);
 
-/// A token ready to send, and the tenant it belongs to (for per-tenant limits and metrics).
+/// A token ready to send, and the Graph budget it draws on (for rate limits and metrics).
 #[derive(Debug, Clone)]
 pub struct BearerToken {
     pub token: SecretString,
-    pub tenant: String,
+    /// Graph throttles per app and tenant: `{tenantId}/{clientId}`, known to be right because
+    /// the token endpoint gave a token for exactly that pair. A static token's claims are not
+    /// verified, so it gets a budget of its own Secret (`secret:{namespace}/{name}`): a Secret
+    /// can never draw on, or drain, another team's budget by naming its tenant.
+    pub budget: String,
+    /// An app-only token (client credentials): Microsoft documents these APIs as not
+    /// supporting application permissions.
+    pub app_only: bool,
 }
 
 #[derive(Clone)]
@@ -114,13 +121,10 @@ impl Credentials {
                 (Source::Environment, credential, None)
             }
         };
-        let tenant = credential
-            .tenant()
-            .map(str::to_string)
-            .or_else(|| static_token_tenant(&credential))
-            .unwrap_or_else(|| format!("secret:{namespace}/{}", secret.unwrap_or("")));
+        let budget = credential.budget().unwrap_or_else(|| format!("secret:{namespace}/{}", secret.unwrap_or("")));
+        let app_only = credential.is_app_only();
         if let Credential::Static(token) = &credential {
-            return Ok(BearerToken { token: token.clone(), tenant });
+            return Ok(BearerToken { token: token.clone(), budget, app_only });
         }
 
         let slot = {
@@ -138,7 +142,7 @@ impl Credentials {
             && cached.fingerprint == fingerprint
             && Instant::now() < cached.renew_at
         {
-            return Ok(BearerToken { token: cached.token.clone(), tenant });
+            return Ok(BearerToken { token: cached.token.clone(), budget, app_only });
         }
         if let Some(failure) = &slot.failure
             && failure.fingerprint == fingerprint
@@ -146,7 +150,7 @@ impl Credentials {
         {
             return Err(failure.error.clone());
         }
-        match self.endpoint.request(&source.to_string(), &credential, &tenant).await {
+        match self.endpoint.request(&source.to_string(), &credential, &budget).await {
             Ok(grant) => {
                 slot.failure = None;
                 let mut fingerprint = fingerprint;
@@ -166,7 +170,7 @@ impl Credentials {
                 let token = grant.access_token;
                 slot.token =
                     Some(CachedToken { fingerprint, token: token.clone(), renew_at: Instant::now() + renew_in });
-                Ok(BearerToken { token, tenant })
+                Ok(BearerToken { token, budget, app_only })
             }
             Err(error) => {
                 let hold = if error.needs_person() { FAILURE_HOLD } else { TRANSIENT_HOLD };

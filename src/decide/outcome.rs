@@ -86,6 +86,17 @@ pub(super) fn judge(input: &Input, current: &PasswordResetOperationStatus, outco
                     ),
                     backoff,
                 ),
+                GraphErrorKind::AppOnlyForbidden => (
+                    Phase::new(
+                        Reason::AppOnlyNotSupported,
+                        format!(
+                            "{}; Microsoft documents application permissions as not supported for reading \
+                             password-reset operations: use delegated credentials (tenantId, clientId, refreshToken)",
+                            e.message
+                        ),
+                    ),
+                    backoff,
+                ),
                 GraphErrorKind::Throttled => {
                     // Honour Retry-After exactly (never sooner); without one, back off.
                     let requeue = match e.retry_after {

@@ -25,6 +25,9 @@ pub enum GraphErrorKind {
     Unauthorized,
     /// 403: the token lacks the permission or the Entra role.
     Forbidden,
+    /// 403 to an app-only token: Microsoft documents application permissions as not
+    /// supported for this API.
+    AppOnlyForbidden,
     /// 429 (or 503 with Retry-After): slow down.
     Throttled,
     /// 5xx, connection failures.

@@ -38,7 +38,7 @@ impl Graph {
     /// Reads the operation at `url` with the credentials of Secret `secret` in `namespace`
     /// (None: the operator's workload identity).
     pub async fn read_operation(&self, namespace: &str, secret: Option<&str>, url: &Url) -> Outcome {
-        let BearerToken { token, tenant } = match self.credentials.token(namespace, secret).await {
+        let BearerToken { token, budget: tenant, app_only } = match self.credentials.token(namespace, secret).await {
             Ok(token) => token,
             Err(e) => return Outcome::Credentials(e),
         };
@@ -48,8 +48,11 @@ impl Graph {
                 self.limiter.succeeded(&tenant);
                 Outcome::Answer(op)
             }
-            Err(e) => {
+            Err(mut e) => {
                 self.feedback(&e, &tenant, namespace, secret);
+                if app_only && e.kind == GraphErrorKind::Forbidden {
+                    e.kind = GraphErrorKind::AppOnlyForbidden;
+                }
                 Outcome::Graph(e)
             }
         }

@@ -77,14 +77,14 @@ app.kubernetes.io/component: operator
 {{- end }}
 {{- end }}
 
-{{/* The Secret rule: get/update/patch only, optionally limited to named Secrets. */}}
+{{/* The Secret rule: get/patch only (the rotated refresh token is written with a conditional patch), optionally limited to named Secrets. */}}
 {{- define "pwreset-operator.secretRule" -}}
 - apiGroups: [""]
   resources: [secrets]
   {{- with .Values.rbac.secretNames }}
   resourceNames: {{ toJson (uniq .) }}
   {{- end }}
-  verbs: [get, update, patch]
+  verbs: [get, patch]
 {{- end }}
 
 {{/* The rules on PasswordResetOperations and events. */}}
@@ -95,7 +95,7 @@ app.kubernetes.io/component: operator
   verbs: [get, list, watch, delete]
 - apiGroups: [pwreset.dev]
   resources: [passwordresetoperations/status]
-  verbs: [get, update, patch]
+  verbs: [get, patch]
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]
