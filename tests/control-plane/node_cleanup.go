@@ -39,6 +39,7 @@ func (n *node) cleanup() {
 		}
 	}
 	removeKubeletChains()
+	removeContainerLogLinks(n.o.dataDir)
 	for _, m := range mountsUnder(n.o.dataDir) {
 		if err := syscall.Unmount(m, syscall.MNT_DETACH); err != nil {
 			fmt.Fprintf(os.Stderr, "node: unmount %s: %v\n", m, err)
@@ -115,6 +116,17 @@ func removeKubeletChains() {
 				_ = runQuiet(ipt, "-t", table, "-F", chain)
 				_ = runQuiet(ipt, "-t", table, "-X", chain)
 			}
+		}
+	}
+}
+
+// removeContainerLogLinks deletes kubelet's links in /var/log/containers (a path kubelet
+// does not let us move) that point at this node's pod logs.
+func removeContainerLogLinks(dataDir string) {
+	links, _ := filepath.Glob("/var/log/containers/*.log")
+	for _, l := range links {
+		if target, err := os.Readlink(l); err == nil && strings.HasPrefix(target, dataDir+"/") {
+			_ = os.Remove(l)
 		}
 	}
 }
