@@ -169,3 +169,7 @@ node: control-plane $(NODE_BIN)/containerd $(PAUSE_IMAGE) node-packages ## conta
 
 # `make test` runs tests/image.rs and tests/node.rs too, so it builds what they need.
 test: image node
+
+.PHONY: demo-node
+demo-node: node image tools ## make demo, with the operator as pods from the chart on a real node
+	DEMO_ON_NODE=1 $(MAKE) demo
