@@ -129,3 +129,95 @@ test-monitoring: monitoring-tools ## the alert, dashboard and chart README tests
 
 # `make test` builds what tests/monitoring.rs needs.
 test: monitoring-tools
+
+# ---- Image and node (issue 16) ---------------------------------------------------------
+# The operator image built without a registry or a container engine, and a real node
+# (containerd + kubelet + kube-proxy) for the test control plane. kubelet, kube-proxy and
+# kube-scheduler are in the control plane's multi-call binary; containerd comes from its
+# Go module; runc, the CNI plugins and iptables from Debian packages.
+
+CONTAINERD_VERSION := v2.4.2
+NODE_BIN           := $(TARGET)/node/bin
+IMAGE_DIR          := $(TARGET)/image
+IMAGE_TOOL         := $(TARGET)/tools/bin/oci-image
+IMAGE_DEBS         := libc6 libgcc-s1 ca-certificates
+NODE_DEBS          := runc containernetworking-plugins iptables
+OPERATOR_IMAGE     := $(IMAGE_DIR)/pwreset-operator.oci.tar
+EMULATOR_IMAGE     := $(IMAGE_DIR)/graph-emulator.oci.tar
+PAUSE_IMAGE        := $(IMAGE_DIR)/pause.oci.tar
+IMAGE_TAG          := $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}/\1/p' charts/pwreset-operator/Chart.yaml)
+
+$(IMAGE_TOOL): $(wildcard tools/image/*.go) tools/image/go.mod tools/image/go.sum | check-toolchains
+	@mkdir -p $(@D)
+	cd tools/image && $(GO) build -trimpath -o $@ .
+
+# The image's C runtime and CA certificates come from Debian packages, not the host's /lib.
+$(IMAGE_DIR)/debroot/.done:
+	@command -v apt-get >/dev/null || { echo "error: make image needs apt-get (Debian) to download $(IMAGE_DEBS)"; exit 1; }
+	rm -rf $(IMAGE_DIR)/debs $(@D) && mkdir -p $(IMAGE_DIR)/debs $(@D)
+	cd $(IMAGE_DIR)/debs && apt-get download $(IMAGE_DEBS)
+	for d in $(IMAGE_DIR)/debs/*.deb; do dpkg-deb -x $$d $(@D); done
+	touch $@
+
+# The shared libraries the binary links, as ldd resolves them (plus the loader).
+define image_libs
+$$(ldd $(1) | awk '/=> \//{print "--lib " $$3} /^\t\/.*ld-linux/{print "--lib " $$1}')
+endef
+
+.PHONY: image
+image: $(OPERATOR_IMAGE) $(EMULATOR_IMAGE) ## OCI archives of the operator and the Graph emulator in target/image (no registry needed)
+
+# IMAGE_PROFILE=release for `make image`; `make test` packs the debug build it already has
+# (stripped, so the layers stay small), sparing CI a second, optimised compile: what the
+# image tests check (layout, user, probes, RBAC, leader election) does not depend on it.
+IMAGE_PROFILE ?= release
+IMAGE_BIN_DIR := $(IMAGE_DIR)/bin
+
+$(OPERATOR_IMAGE) $(EMULATOR_IMAGE): $(IMAGE_TOOL) $(IMAGE_DIR)/debroot/.done FORCE
+	$(CARGO) build $(if $(filter release,$(IMAGE_PROFILE)),--release) --locked --bin pwreset-operator --bin graph-emulator
+	@mkdir -p $(IMAGE_BIN_DIR)
+	strip -o $(IMAGE_BIN_DIR)/pwreset-operator target/$(IMAGE_PROFILE)/pwreset-operator
+	strip -o $(IMAGE_BIN_DIR)/graph-emulator target/$(IMAGE_PROFILE)/graph-emulator
+	$(IMAGE_TOOL) --out $(OPERATOR_IMAGE) --ref docker.io/library/pwreset-operator:$(IMAGE_TAG) \
+		--binary $(IMAGE_BIN_DIR)/pwreset-operator --dest /pwreset-operator \
+		--deb-root $(IMAGE_DIR)/debroot $(call image_libs,$(IMAGE_BIN_DIR)/pwreset-operator) --ca-certs \
+		--entrypoint '["/pwreset-operator"]' --cmd '["run"]' --user 65532:65532 --expose 8080/tcp \
+		--label org.opencontainers.image.title=pwreset-operator --label org.opencontainers.image.licenses=Apache-2.0
+	$(IMAGE_TOOL) --out $(EMULATOR_IMAGE) --ref docker.io/library/graph-emulator:$(IMAGE_TAG) \
+		--binary $(IMAGE_BIN_DIR)/graph-emulator --dest /graph-emulator \
+		--deb-root $(IMAGE_DIR)/debroot $(call image_libs,$(IMAGE_BIN_DIR)/graph-emulator) --ca-certs \
+		--entrypoint '["/graph-emulator"]' --cmd '["--listen","0.0.0.0:8080"]' --user 65532:65532 --expose 8080/tcp
+	@ls -l $(OPERATOR_IMAGE) $(EMULATOR_IMAGE)
+
+.PHONY: FORCE
+FORCE:
+
+# The pod sandbox image (registry.k8s.io/pause cannot be pulled here): a static Go program.
+$(PAUSE_IMAGE): $(IMAGE_TOOL) tools/image/pause/main.go
+	@mkdir -p $(@D)
+	cd tools/image && CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(IMAGE_DIR)/pause ./pause
+	$(IMAGE_TOOL) --out $@ --ref localhost/pwreset/pause:1 --binary $(IMAGE_DIR)/pause --dest /pause \
+		--entrypoint '["/pause"]' --user 65535:65535
+
+$(NODE_BIN)/containerd: | check-toolchains
+	@mkdir -p $(@D)
+	CGO_ENABLED=0 GOBIN=$(NODE_BIN) $(GO) install -trimpath -ldflags "-s -w" -tags "no_btrfs no_devmapper no_zfs" \
+		github.com/containerd/containerd/v2/cmd/containerd@$(CONTAINERD_VERSION) \
+		github.com/containerd/containerd/v2/cmd/ctr@$(CONTAINERD_VERSION) \
+		github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$(CONTAINERD_VERSION)
+
+.PHONY: node-packages
+node-packages:
+	@missing=""; for p in $(NODE_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing$$missing"; apt-get update -qq && apt-get install -y -qq $$missing; fi
+
+.PHONY: node
+node: control-plane $(NODE_BIN)/containerd $(PAUSE_IMAGE) node-packages ## containerd, kubelet, kube-proxy, runc and CNI for a real node (tests/node.rs)
+
+# `make test` runs tests/image.rs and tests/node.rs too, so it builds what they need.
+test: image node
+test: IMAGE_PROFILE = debug
+
+.PHONY: demo-node
+demo-node: node image tools ## make demo, with the operator as pods from the chart on a real node
+	DEMO_ON_NODE=1 $(MAKE) demo

@@ -8,7 +8,9 @@
 #
 # Environment: DEMO_KEEP_RUNNING=1 waits for Ctrl-C/Enter at the end (the default when
 # stdin is a terminal); DEMO_KEEP_RUNNING=0 stops at once. DEMO_TIMEOUT (default 180s)
-# bounds the wait for the resources to finish.
+# bounds the wait for the resources to finish. DEMO_ON_NODE=1 (`make demo-node`) runs the
+# operator as pods from the chart on a real node (containerd + kubelet, from `make node
+# image tools`) instead of as a host process.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -20,6 +22,9 @@ EMULATOR=$ROOT/target/debug/graph-emulator
 EMULATOR_CONFIG=$ROOT/examples/emulator.yaml
 NS=pwreset-demo
 TIMEOUT=${DEMO_TIMEOUT:-180s}
+ON_NODE=${DEMO_ON_NODE:-0}
+NODE_IP=10.244.0.1 # the node's bridge (tests/control-plane/node.go): pods reach the host here
+HELM=$ROOT/target/tools/bin/helm
 if [[ -t 0 ]]; then KEEP_RUNNING=${DEMO_KEEP_RUNNING:-1}; else KEEP_RUNNING=${DEMO_KEEP_RUNNING:-0}; fi
 
 if [[ -t 1 ]]; then B=$'\e[1m' D=$'\e[2m' G=$'\e[32m' R=$'\e[31m' N=$'\e[0m'; else B='' D='' G='' R='' N=''; fi
@@ -29,6 +34,11 @@ die() { printf '%sdemo: %s%s\n' "$R" "$*" "$N" >&2; exit 1; }
 for f in "$CONTROL_PLANE" "$KUBECTL" "$OPERATOR" "$EMULATOR"; do
   [[ -x $f ]] || die "$f is missing: run \`make demo\` (it builds everything first)"
 done
+if [[ $ON_NODE == 1 ]]; then
+  for f in "$HELM" "$ROOT/target/node/bin/containerd" "$ROOT/target/image/pause.oci.tar" "$ROOT/target/image/pwreset-operator.oci.tar"; do
+    [[ -e $f ]] || die "$f is missing: run \`make demo-node\` (it builds the node and the image first)"
+  done
+fi
 [[ -f $EMULATOR_CONFIG ]] || die "$EMULATOR_CONFIG is missing"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/pwreset-demo.XXXXXX")
@@ -40,11 +50,11 @@ NAMES=()
 WATCH_PID=
 WAIT_PID=
 
-stop_pid() { # pid name: SIGTERM, then SIGKILL after 15 s
+stop_pid() { # pid name [seconds]: SIGTERM, then SIGKILL after 15 s (or seconds)
   local pid=$1 name=$2 i
   kill -0 "$pid" 2>/dev/null || return 0
   kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 150; i++)); do
+  for ((i = 0; i < ${3:-15} * 10; i++)); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
@@ -63,7 +73,8 @@ cleanup() {
   if ((${#PIDS[@]})); then
     say "Stopping everything"
     for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-      stop_pid "${PIDS[i]}" "${NAMES[i]}"
+      # The node removes its pods, mounts and bridge on SIGTERM: give it time for that.
+      stop_pid "${PIDS[i]}" "${NAMES[i]}" 120
     done
   fi
   if ((code != 0 && code != 130)) && [[ -d $WORK ]]; then
@@ -115,13 +126,31 @@ k() { "$KUBECTL" -n "$NS" "$@"; }
 # 1. Kubernetes: etcd + kube-apiserver + kube-controller-manager, on a free port. It also stops
 #    by itself if this script dies without cleaning up (--exit-with-parent).
 say "Starting a local Kubernetes control plane"
-start control-plane "$WORK/control-plane.out" "$CONTROL_PLANE" --data-dir "$WORK/control-plane" --exit-with-parent
+CP_ARGS=(--data-dir "$WORK/control-plane" --exit-with-parent)
+[[ $ON_NODE == 1 ]] && CP_ARGS+=(--node-ip "$NODE_IP")
+start control-plane "$WORK/control-plane.out" "$CONTROL_PLANE" "${CP_ARGS[@]}"
 wait_for_line "the control plane" "$WORK/control-plane.out" '^ready$' 120
+if [[ $ON_NODE == 1 ]]; then
+  say "Starting a node: containerd + kubelet + kube-proxy, with the operator image imported"
+  start node "$WORK/node.out" "$CONTROL_PLANE" node --data-dir "$WORK/node" --kubeconfig "$KUBECONFIG" \
+    --bin-dir "$ROOT/target/node/bin" --import "$ROOT/target/image/pause.oci.tar" \
+    --import "$ROOT/target/image/pwreset-operator.oci.tar" --exit-with-parent
+  wait_for_line "the node" "$WORK/node.out" '^ready$' 180
+  # kubelet registers the Node a moment after the node prints ready: poll, with a deadline.
+  for ((i = 0; i < 1800; i++)); do
+    [[ $("$KUBECTL" get node pwreset-node -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]] && break
+    sleep 0.1
+  done
+  ((i < 1800)) || die "the node did not become Ready within 180s; see $WORK/node/logs/kubelet.log"
+  "$KUBECTL" get nodes -o wide
+fi
 "$KUBECTL" version 2>/dev/null | sed 's/^/    /'
 
 # 2. The Graph emulator with the demo's tenant, token and scripted operations.
 say "Starting the Graph emulator (examples/emulator.yaml)"
-start graph-emulator "$WORK/emulator.log" "$EMULATOR" --listen 127.0.0.1:0 --config "$EMULATOR_CONFIG"
+EMULATOR_LISTEN=127.0.0.1:0
+[[ $ON_NODE == 1 ]] && EMULATOR_LISTEN=$NODE_IP:0 # where the operator's pods reach it
+start graph-emulator "$WORK/emulator.log" "$EMULATOR" --listen "$EMULATOR_LISTEN" --config "$EMULATOR_CONFIG"
 wait_for_line "the Graph emulator" "$WORK/emulator.log" '^listening on http' 30
 GRAPH_URL=$(sed -n 's/^listening on //p' "$WORK/emulator.log" | head -n 1)
 echo "    Graph: $GRAPH_URL"
@@ -133,7 +162,16 @@ say "Installing the PasswordResetOperation CRD"
 "$KUBECTL" create namespace "$NS"
 k apply -f "$ROOT/examples/secret-token.yaml"
 
-# 4. The operator, polling every 2 s.
+# 4. The operator, polling every 2 s: pods from the chart (DEMO_ON_NODE=1) or a host process.
+if [[ $ON_NODE == 1 ]]; then
+  say "Installing the chart: the operator as a pod on the node"
+  "$HELM" install pwreset "$ROOT/charts/pwreset-operator" --namespace pwreset-system --create-namespace \
+    --set image.pullPolicy=Never --set pollInterval=2s --set logFormat=text \
+    --set graphUrl="$GRAPH_URL" --set loginUrl="$GRAPH_URL" >/dev/null
+  "$KUBECTL" -n pwreset-system rollout status deployment/pwreset-pwreset-operator --timeout=180s
+  "$KUBECTL" -n pwreset-system get pods -o wide
+  METRICS_PORT="<pod IP>:8080 (kubectl -n pwreset-system get pods -o wide)"
+else
 METRICS_PORT=$(free_port)
 say "Starting pwreset-operator (metrics on 127.0.0.1:$METRICS_PORT)"
 start pwreset-operator "$WORK/operator.log" "$OPERATOR" run \
@@ -146,6 +184,7 @@ for ((i = 0; i < 600; i++)); do
 done
 [[ $(http_status "$METRICS_PORT" /readyz) == 200 ]] || die "the operator did not become ready within 60s"
 echo "    ready"
+fi
 
 # 5. Three resources: by id (succeeds), by id (fails), by Location URL (throttled twice first).
 say "Creating three PasswordResetOperations"
@@ -163,7 +202,14 @@ spec:
 EOF
 # The example's Location is on graph.microsoft.com; the operator only sends its token to its
 # own Graph host, here the emulator.
-sed "s#https://graph.microsoft.com#${GRAPH_URL}#" "$ROOT/examples/passwordresetoperation-by-location.yaml" | k apply -f -
+if [[ $ON_NODE == 1 ]]; then
+  # The CRD accepts a plain-http location only on loopback, and the pods reach the emulator
+  # on the node's bridge: name the same operation by user and id instead.
+  sed -E "s#^  location: https://graph.microsoft.com/v1.0/users/([^/]+)/authentication/operations/([^?]+).*#  userId: \1\n  operationId: \2#" \
+    "$ROOT/examples/passwordresetoperation-by-location.yaml" | k apply -f -
+else
+  sed "s#https://graph.microsoft.com#${GRAPH_URL}#" "$ROOT/examples/passwordresetoperation-by-location.yaml" | k apply -f -
+fi
 
 say "Watching (kubectl get pwreset -w) until every resource is Finished"
 "$KUBECTL" -n "$NS" get pwreset -w &  # not via k(): $! must be kubectl itself

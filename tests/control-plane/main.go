@@ -7,12 +7,16 @@
 //	kube-control-plane kube-apiserver ARGS...      upstream kube-apiserver
 //	kube-control-plane kube-controller-manager ... upstream kube-controller-manager
 //	kubectl ARGS... (argv[0] named kubectl)         upstream kubectl
+//	kube-control-plane kube-scheduler|kubelet|kube-proxy ARGS...
+//	                                                upstream components, for a node
+//	kube-control-plane node --data-dir DIR ...      a node: containerd + kubelet + kube-proxy
 //
 // The apiserver and controller manager run as child processes because each of them
 // installs its own process-wide signal handling and global flag sets.
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 
@@ -28,6 +32,9 @@ import (
 	kubectlutil "k8s.io/kubectl/pkg/cmd/util"
 	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	controllermanager "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	proxy "k8s.io/kubernetes/cmd/kube-proxy/app"
+	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
+	kubelet "k8s.io/kubernetes/cmd/kubelet/app"
 )
 
 func main() {
@@ -43,6 +50,17 @@ func main() {
 		case "kube-controller-manager":
 			os.Args = os.Args[1:]
 			os.Exit(cli.Run(controllermanager.NewControllerManagerCommand()))
+		case "kube-scheduler":
+			os.Args = os.Args[1:]
+			os.Exit(cli.Run(scheduler.NewSchedulerCommand()))
+		case "kubelet":
+			os.Args = os.Args[1:]
+			os.Exit(cli.Run(kubelet.NewKubeletCommand(context.Background())))
+		case "kube-proxy":
+			os.Args = os.Args[1:]
+			os.Exit(cli.Run(proxy.NewProxyCommand()))
+		case "node":
+			os.Exit(runNode(os.Args[2:]))
 		case "kubectl":
 			os.Args = os.Args[1:]
 			runKubectl()

@@ -34,6 +34,8 @@ type options struct {
 	port           int
 	exitWithParent bool
 	removeDataDir  bool
+	// nodeIP, when set, prepares the control plane for a real node (see nodeArgs).
+	nodeIP string
 }
 
 func supervise(args []string) int {
@@ -43,6 +45,8 @@ func supervise(args []string) int {
 	fs.IntVar(&o.port, "port", 0, "kube-apiserver secure port on 127.0.0.1 (0: pick a free port)")
 	fs.BoolVar(&o.exitWithParent, "exit-with-parent", false, "stop when the parent process exits (for test harnesses)")
 	fs.BoolVar(&o.removeDataDir, "remove-data-dir", false, "delete --data-dir after stopping")
+	fs.StringVar(&o.nodeIP, "node-ip", "", "serve pods on a node (kube-control-plane node): advertise this host address "+
+		"to them, admit service account tokens and run kube-scheduler")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: kube-control-plane --data-dir DIR [--port N]\n"+
 			"Starts etcd, kube-apiserver and kube-controller-manager; prints \"ready\" once /readyz answers ok\n"+
@@ -104,7 +108,7 @@ func run(ctx context.Context, o options) int {
 	}
 	defer etcd.Close()
 
-	apiserver, err := startChild(o.dataDir, "kube-apiserver", apiserverArgs(o.dataDir, certs, port, etcdURL))
+	apiserver, err := startChild(o.dataDir, "kube-apiserver", nodeArgs(o.nodeIP, apiserverArgs(o.dataDir, certs, port, etcdURL)))
 	if err != nil {
 		return fail(err)
 	}
@@ -123,6 +127,17 @@ func run(ctx context.Context, o options) int {
 		return fail(err)
 	}
 	defer kcm.stop()
+	// A node needs pods scheduled; without one, pods stay Pending, as before.
+	sched := &child{exited: make(chan struct{})}
+	if o.nodeIP != "" {
+		sched, err = startChild(o.dataDir, "kube-scheduler", []string{
+			"--kubeconfig=" + kubeconfig, "--leader-elect=false", "--secure-port=0", "--v=0",
+		})
+		if err != nil {
+			return fail(err)
+		}
+		defer sched.stop()
+	}
 
 	fmt.Println("ready")
 
@@ -133,6 +148,8 @@ func run(ctx context.Context, o options) int {
 		return fail(fmt.Errorf("kube-apiserver exited unexpectedly; see %s", apiserver.logPath))
 	case <-kcm.exited:
 		return fail(fmt.Errorf("kube-controller-manager exited unexpectedly; see %s", kcm.logPath))
+	case <-sched.exited:
+		return fail(fmt.Errorf("kube-scheduler exited unexpectedly; see %s", sched.logPath))
 	case <-etcd.Err():
 		return fail(errors.New("etcd failed"))
 	}
@@ -208,6 +225,30 @@ func apiserverArgs(dataDir string, certs pki, port int, etcdURL string) []string
 	}
 }
 
+// nodeArgs changes the apiserver flags for a control plane with a node. Pods reach the
+// apiserver through the kubernetes Service (10.0.0.1, which kube-proxy translates to the
+// advertised address), so it must listen beyond loopback and advertise the node-side
+// address; the ServiceAccount admission plugin mounts the token in-cluster clients need.
+func nodeArgs(nodeIP string, args []string) []string {
+	if nodeIP == "" {
+		return args
+	}
+	out := make([]string, 0, len(args))
+	for _, a := range args {
+		switch {
+		case strings.HasPrefix(a, "--bind-address="):
+			a = "--bind-address=0.0.0.0"
+		case strings.HasPrefix(a, "--advertise-address="):
+			a = "--advertise-address=" + nodeIP
+		case strings.HasPrefix(a, "--disable-admission-plugins="):
+			continue
+		}
+		out = append(out, a)
+	}
+	// The node's name does not resolve; kubectl logs and exec reach kubelet by its IP.
+	return append(out, "--kubelet-preferred-address-types=InternalIP")
+}
+
 func controllerManagerArgs(kubeconfig string, certs pki) []string {
 	return []string{
 		"--kubeconfig=" + kubeconfig,
@@ -233,27 +274,9 @@ func startChild(dataDir, name string, args []string) (*child, error) {
 	if err != nil {
 		return nil, err
 	}
-	logPath := filepath.Join(dataDir, name+".log")
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(self, append([]string{name}, args...)...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// If the supervisor is SIGKILLed, the kernel kills the children too: nothing is
 	// left running after it stops, however it stops.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("starting %s: %w", name, err)
-	}
-	c := &child{name: name, cmd: cmd, logPath: logPath, exited: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		logFile.Close()
-		close(c.exited)
-	}()
-	return c, nil
+	return startBinary(dataDir, name, self, append([]string{name}, args...))
 }
 
 func (c *child) stop() {
