@@ -4,14 +4,13 @@
 //! port, labels; and the image holds what the binary needs to start (its ELF interpreter,
 //! the libraries it links, CA certificates, the nonroot user).
 
-mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
-use support::repo_root;
+use pwreset_testkit::repo_root;
 
 /// What the Dockerfile's final stage says about the image.
 #[derive(Debug, Default)]

@@ -5,7 +5,6 @@
 //! pod replaced. Everything is stopped and unmounted at the end.
 
 mod node_cluster;
-mod support;
 
 use std::process::Command;
 use std::time::Duration;
@@ -15,8 +14,8 @@ use kube::api::Api;
 use node_cluster::{HostEmulator, NODE_NAME, NodeCluster};
 use pwreset_operator::api::PasswordResetOperation;
 use serde_json::json;
-use support::harness::{create, create_secret};
-use support::{eventually, repo_root, tool};
+use pwreset_testkit::harness::{create, create_secret};
+use pwreset_testkit::{eventually, repo_root, tool};
 
 const NS: &str = "pwreset-system";
 const TEAM: &str = "team-a";
@@ -81,7 +80,7 @@ fn running_pods(cluster: &NodeCluster) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn operator_image_runs_on_a_real_node() {
-    support::init_crypto();
+    pwreset_testkit::init_crypto();
     let mut cluster = NodeCluster::start();
     println!("$ kubectl get nodes -o wide\n{}", cluster.kubectl_ok(&["get", "nodes", "-o", "wide"]));
     let client = cluster.client().await;

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::support::{repo_root, tool};
+use pwreset_testkit::{repo_root, tool};
 
 /// The node's bridge address (tests/control-plane/node.go): pods reach the host here.
 pub const GATEWAY: &str = "10.244.0.1";
@@ -46,10 +46,10 @@ impl NodeCluster {
                 "{host} is missing: run `make node` (installs runc, CNI plugins, iptables)"
             );
         }
-        let data_dir = repo_root().join("target/test-clusters").join(crate::support::unique_name("node"));
+        let data_dir = repo_root().join("target/test-clusters").join(pwreset_testkit::unique_name("node"));
         std::fs::create_dir_all(&data_dir).unwrap();
         let kubeconfig = data_dir.join("cp/admin.kubeconfig");
-        let port = crate::support::operator::free_port().to_string();
+        let port = pwreset_testkit::process::free_port().to_string();
         let cp_dir = data_dir.join("cp");
         let control_plane = spawn_until_ready(
             "control plane",
@@ -140,10 +140,10 @@ impl NodeCluster {
     /// control plane; panics if the node left a mount or its bridge behind.
     pub fn stop(&mut self) {
         if let Some(mut node) = self.node.take() {
-            crate::support::operator::terminate(&mut node, Duration::from_secs(120));
+            pwreset_testkit::process::terminate(&mut node, Duration::from_secs(120));
         }
         if let Some(mut cp) = self.control_plane.take() {
-            crate::support::operator::terminate(&mut cp, Duration::from_secs(15));
+            pwreset_testkit::process::terminate(&mut cp, Duration::from_secs(15));
         }
         let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
         let prefix = self.data_dir.to_string_lossy().into_owned();
@@ -170,10 +170,10 @@ impl Drop for NodeCluster {
         // After a panic, still stop everything; the assertions only matter on success.
         if std::thread::panicking() {
             if let Some(mut node) = self.node.take() {
-                crate::support::operator::terminate(&mut node, Duration::from_secs(120));
+                pwreset_testkit::process::terminate(&mut node, Duration::from_secs(120));
             }
             if let Some(mut cp) = self.control_plane.take() {
-                crate::support::operator::terminate(&mut cp, Duration::from_secs(15));
+                pwreset_testkit::process::terminate(&mut cp, Duration::from_secs(15));
             }
         } else {
             self.stop();
