@@ -43,7 +43,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let authority_host = std::env::var("AZURE_AUTHORITY_HOST").ok().filter(|v| !v.trim().is_empty());
     let login_url = match (&args.login_url, authority_host) {
         (Some(url), _) => url.clone(),
-        (None, Some(host)) => Url::parse(&host).with_context(|| format!("AZURE_AUTHORITY_HOST {host:?} is not a URL"))?,
+        (None, Some(host)) => {
+            Url::parse(&host).with_context(|| format!("AZURE_AUTHORITY_HOST {host:?} is not a URL"))?
+        }
         (None, None) => Url::parse(args.cloud.login_url()).expect("valid"),
     };
     check_endpoint("--login-url", &login_url)?;
@@ -193,7 +195,8 @@ mod tests {
 
     #[test]
     fn credentials_travel_over_https_or_stay_on_this_machine() {
-        for ok in ["https://login.microsoftonline.com", "http://127.0.0.1:8080", "http://localhost:1", "http://[::1]:9"] {
+        for ok in ["https://login.microsoftonline.com", "http://127.0.0.1:8080", "http://localhost:1", "http://[::1]:9"]
+        {
             assert!(check_endpoint("--login-url", &Url::parse(ok).unwrap()).is_ok(), "{ok}");
         }
         for bad in ["http://login.microsoftonline.com", "http://10.0.0.1", "ftp://127.0.0.1"] {

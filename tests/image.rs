@@ -4,13 +4,12 @@
 //! port, labels; and the image holds what the binary needs to start (its ELF interpreter,
 //! the libraries it links, CA certificates, the nonroot user).
 
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use serde_json::Value;
 use pwreset_testkit::repo_root;
+use serde_json::Value;
 
 /// What the Dockerfile's final stage says about the image.
 #[derive(Debug, Default)]

@@ -13,9 +13,9 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
 use node_cluster::{HostEmulator, NODE_NAME, NodeCluster};
 use pwreset_operator::api::PasswordResetOperation;
-use serde_json::json;
 use pwreset_testkit::harness::{create, create_secret};
 use pwreset_testkit::{eventually, repo_root, tool};
+use serde_json::json;
 
 const NS: &str = "pwreset-system";
 const TEAM: &str = "team-a";
