@@ -18,6 +18,9 @@ pub const READY: &str = "Ready";
 pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
 pub const FINISHED: &str = "Finished";
+/// Longest condition message: three conditions carry it, and the object must stay far below
+/// etcd's size limit whatever Graph sends.
+pub const MAX_MESSAGE: usize = 1024;
 
 /// Where tracking stands: a reason (whose kind decides the conditions) and a message for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +46,8 @@ impl Phase {
 /// The full condition list for `phase`. `lastTransitionTime` is carried over from
 /// `previous` for every condition whose status did not change.
 pub fn conditions_for(phase: &Phase, generation: Option<i64>, now: &Time, previous: &[Condition]) -> Vec<Condition> {
-    let (reason, message) = (phase.reason.as_str(), phase.message.as_str());
+    let message = crate::text::for_people(&phase.message, MAX_MESSAGE);
+    let (reason, message) = (phase.reason.as_str(), message.as_str());
     let mut wanted: Vec<(&str, &str, &str)> = Vec::with_capacity(3);
     match phase.kind() {
         Kind::Progressing => {

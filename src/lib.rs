@@ -16,6 +16,7 @@ pub mod decide;
 pub mod duration;
 pub mod events;
 pub mod graph;
+pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod reason;

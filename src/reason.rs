@@ -96,6 +96,7 @@ reasons! {
     AppOnlyNotSupported => Blocked, true, "use delegated credentials (tenantId, clientId, refreshToken): Microsoft does not support application permissions for this API";
     PermissionDenied => Blocked, true, "grant UserAuthenticationMethod.Read.All and an Entra role such as Authentication Administrator";
     ReauthenticationRequired => Blocked, true, "a person must sign in again and store a new refreshToken";
+    ConsentRequired => Blocked, true, "an administrator must grant consent to the app's delegated permission; a new sign-in does not help";
     GraphRequestRejected => Blocked, true, "Graph refused the request (400): check the ids";
 }
 

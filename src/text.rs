@@ -16,6 +16,17 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
+/// Text from elsewhere made safe to show: control characters (ANSI escapes included) written
+/// as `\u{..}` so they cannot rewrite a terminal or break a table, then at most `max` bytes.
+pub fn for_people(s: &str, max: usize) -> String {
+    let escaped: String = if s.chars().any(char::is_control) {
+        s.chars().map(|c| if c.is_control() { c.escape_unicode().to_string() } else { c.to_string() }).collect()
+    } else {
+        s.to_string()
+    };
+    truncate(&escaped, max)
+}
+
 /// At most `max` bytes of `s` (cut on a character boundary), with `…` when cut.
 pub fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
@@ -37,6 +48,15 @@ mod tests {
         assert_eq!(truncate("abc", 3), "abc");
         assert_eq!(truncate("abcd", 3), "abc…");
         assert_eq!(truncate("ééé", 3), "é…");
+    }
+
+    #[test]
+    fn text_for_people_has_no_control_characters_and_a_bound() {
+        assert_eq!(for_people("plain", 10), "plain");
+        assert_eq!(for_people("red \u{1b}[31mX\nY", 100), "red \\u{1b}[31mX\\u{a}Y");
+        assert!(!for_people("a\u{7}b\u{9b}c", 100).chars().any(char::is_control));
+        let long = "x".repeat(300 * 1024);
+        assert_eq!(for_people(&long, 1024).len(), 1024 + "…".len());
     }
 
     #[test]

@@ -8,6 +8,7 @@ use tracing::{debug, warn};
 
 use super::credential::{AuthSettings, Credential, SecretString, read_token_file};
 use super::error::CredentialError;
+use crate::http::{ReadError, read_limited, retry_after};
 use crate::metrics::Metrics;
 use crate::text::error_chain;
 
@@ -38,7 +39,18 @@ struct TokenErrorResponse {
     error: Option<String>,
     #[serde(default)]
     error_description: Option<String>,
+    #[serde(default)]
+    error_codes: Vec<u64>,
+    #[serde(default)]
+    trace_id: Option<String>,
+    #[serde(default)]
+    correlation_id: Option<String>,
 }
+
+/// A token answer is a few kilobytes; anything larger is not read.
+const MAX_TOKEN_BODY: usize = 64 * 1024;
+/// AADSTS65001: the user or administrator has not consented to use the application.
+const CONSENT_REQUIRED: u64 = 65001;
 
 pub struct TokenEndpoint {
     http: reqwest::Client,
@@ -99,8 +111,11 @@ impl TokenEndpoint {
             }
         };
         form.push(("client_id", client_id.clone()));
-        let endpoint_error =
-            |message: String| CredentialError::TokenEndpoint { source_name: source_name.into(), message };
+        let endpoint_error = |message: String| CredentialError::TokenEndpoint {
+            source_name: source_name.into(),
+            message,
+            retry_after: None,
+        };
 
         let mut url = self.settings.login_url.clone();
         url.path_segments_mut()
@@ -119,15 +134,43 @@ impl TokenEndpoint {
                 endpoint_error(error_chain(&e))
             })?;
         let status = response.status();
-        let body = response.bytes().await.unwrap_or_default();
+        let retry_after = retry_after(response.headers());
+        let body = match read_limited(response, MAX_TOKEN_BODY).await {
+            Ok(body) => body,
+            Err(ReadError::TooLarge(max)) => {
+                self.metrics.token_request(tenant, "invalid");
+                return Err(endpoint_error(format!(
+                    "the token endpoint's answer is larger than {max} bytes; not read"
+                )));
+            }
+            Err(ReadError::CutOff(e)) => {
+                self.metrics.token_request(tenant, "none");
+                return Err(endpoint_error(format!("the token endpoint's answer was cut off: {}", error_chain(&e))));
+            }
+        };
         if !status.is_success() {
             let err: TokenErrorResponse = serde_json::from_slice(&body).unwrap_or_default();
             let code = err.error.unwrap_or_else(|| format!("HTTP {}", status.as_u16()));
             self.metrics.token_request(tenant, &code);
             // AADSTS descriptions carry codes and trace ids, never the submitted secrets.
             let description = err.error_description.unwrap_or_default().lines().next().unwrap_or("").to_string();
-            warn!(source = %source_name, code = %code, "token request refused");
+            warn!(
+                source = %source_name,
+                code = %code,
+                error_codes = ?err.error_codes,
+                trace_id = err.trace_id.as_deref().unwrap_or(""),
+                correlation_id = err.correlation_id.as_deref().unwrap_or(""),
+                "token request refused"
+            );
             let source_name = source_name.to_string();
+            let consent = err.error_codes.contains(&CONSENT_REQUIRED) || description.contains("AADSTS65001");
+            if consent || code == "consent_required" {
+                return Err(CredentialError::ConsentRequired { source_name, code });
+            }
+            if status.as_u16() == 429 || status.is_server_error() || code == "temporarily_unavailable" {
+                let message = format!("{code}: {description}");
+                return Err(CredentialError::TokenEndpoint { source_name, message, retry_after });
+            }
             return Err(match code.as_str() {
                 "invalid_grant" | "interaction_required" if matches!(credential, Credential::Refresh { .. }) => {
                     CredentialError::ReauthenticationRequired { source_name, code }
@@ -138,7 +181,11 @@ impl TokenEndpoint {
                 | "invalid_scope"
                 | "invalid_request"
                 | "interaction_required" => CredentialError::ClientRejected { source_name, code, description },
-                _ => CredentialError::TokenEndpoint { source_name, message: format!("{code}: {description}") },
+                _ => CredentialError::TokenEndpoint {
+                    source_name,
+                    message: format!("{code}: {description}"),
+                    retry_after,
+                },
             });
         }
         let parsed: TokenResponse = serde_json::from_slice(&body)

@@ -22,8 +22,13 @@ pub enum CredentialError {
     ReauthenticationRequired { source_name: String, code: String },
     #[error("Microsoft Entra rejected the client of {source_name} ({code}): {description}")]
     ClientRejected { source_name: String, code: String, description: String },
+    #[error(
+        "Microsoft Entra says the app in {source_name} lacks consent ({code}): an administrator must grant consent to \
+         its delegated permission (UserAuthenticationMethod.Read.All); signing in again does not help"
+    )]
+    ConsentRequired { source_name: String, code: String },
     #[error("the token endpoint did not give a token for {source_name}: {message}")]
-    TokenEndpoint { source_name: String, message: String },
+    TokenEndpoint { source_name: String, message: String, retry_after: Option<std::time::Duration> },
 }
 
 impl CredentialError {
@@ -37,6 +42,7 @@ impl CredentialError {
             CredentialError::ReauthenticationRequired { .. } => Reason::ReauthenticationRequired,
             CredentialError::ClientRejected { .. } => Reason::CredentialsRejected,
             CredentialError::TokenEndpoint { .. } => Reason::TokenEndpointUnavailable,
+            CredentialError::ConsentRequired { .. } => Reason::ConsentRequired,
         }
     }
 

@@ -173,7 +173,12 @@ impl Credentials {
                 Ok(BearerToken { token, budget, app_only })
             }
             Err(error) => {
-                let hold = if error.needs_person() { FAILURE_HOLD } else { TRANSIENT_HOLD };
+                let hold = match &error {
+                    // The token endpoint said when to come back: not a moment sooner.
+                    CredentialError::TokenEndpoint { retry_after: Some(after), .. } => (*after).max(TRANSIENT_HOLD),
+                    e if e.needs_person() => FAILURE_HOLD,
+                    _ => TRANSIENT_HOLD,
+                };
                 slot.failure = Some(HeldFailure { fingerprint, error: error.clone(), until: Instant::now() + hold });
                 slot.token = None;
                 Err(error)

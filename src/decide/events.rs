@@ -58,7 +58,7 @@ pub(super) fn for_change(
         events.push(Note {
             warning: reason.is_problem(),
             reason: reason.as_str().into(),
-            note: phase.message.chars().take(MAX_NOTE).collect(),
+            note: crate::text::for_people(&phase.message, MAX_NOTE),
             action: "Poll".into(),
         });
     }

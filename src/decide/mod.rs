@@ -26,6 +26,7 @@ use crate::conditions::{self, Phase};
 use crate::graph::{GraphErrorKind, OperationRef, operation_url};
 use crate::graph::{LongRunningOperation, Outcome};
 use crate::reason::Reason;
+use crate::text::for_people;
 
 /// Backoff after errors: first retry at 5 s (Graph asks for at least that), doubling, capped.
 pub const BACKOFF_FIRST: Duration = Duration::from_secs(5);
@@ -33,6 +34,11 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// Longest wait between reads of missing or broken credentials: a fixed Secret is picked up
 /// within this time.
 pub const CREDENTIALS_RETRY_MAX: Duration = Duration::from_secs(30);
+/// Bounds of what is mirrored from Graph (bytes, after control characters are escaped):
+/// Graph's values are short, but an answer of up to 256 KiB must not reach etcd whole.
+pub const MAX_FIELD: usize = 256;
+pub const MAX_LOCATION: usize = 2048;
+pub const MAX_STATUS_DETAIL: usize = 4096;
 /// A wake-up for a deadline or a TTL comes this much after it, never before.
 const AFTER_DUE: Duration = Duration::from_millis(100);
 
@@ -220,12 +226,13 @@ fn next_status(input: &Input, current: &PasswordResetOperationStatus, round: &Ro
     next.not_found_since = round.not_found_since.clone();
     next.request_id = round.request_id.clone();
     if let Some(op) = &round.operation {
-        next.status = op.status.clone();
-        next.operation_id = op.id.clone();
-        next.created_date_time = op.created_date_time.clone();
-        next.last_action_date_time = op.last_action_date_time.clone();
-        next.resource_location = op.resource_location.clone();
-        next.status_detail = op.status_detail.clone();
+        let shown = |v: &Option<String>, max: usize| v.as_deref().map(|s| for_people(s, max));
+        next.status = shown(&op.status, MAX_FIELD);
+        next.operation_id = shown(&op.id, MAX_FIELD);
+        next.created_date_time = shown(&op.created_date_time, MAX_FIELD);
+        next.last_action_date_time = shown(&op.last_action_date_time, MAX_FIELD);
+        next.resource_location = shown(&op.resource_location, MAX_LOCATION);
+        next.status_detail = shown(&op.status_detail, MAX_STATUS_DETAIL);
     }
     if round.phase.is_terminal() && next.completion_time.is_none() {
         next.completion_time = Some(now.clone());

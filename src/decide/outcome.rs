@@ -8,6 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::{CREDENTIALS_RETRY_MAX, Input, Jitter, Requeue, Round, backoff, poll_interval};
 use crate::api::PasswordResetOperationStatus;
 use crate::conditions::{self, Phase};
+use crate::credentials::CredentialError;
 use crate::duration::human;
 use crate::graph::{GraphError, GraphErrorKind, OperationState, Outcome};
 use crate::reason::Reason;
@@ -61,10 +62,16 @@ pub(super) fn judge(input: &Input, current: &PasswordResetOperationStatus, outco
         }
         Outcome::Credentials(e) => {
             let phase = Phase::new(e.reason(), e.to_string());
-            // No Graph call is made while credentials are missing: retry often enough that
-            // a fixed Secret is picked up quickly.
-            let wait = backoff(failures).min(CREDENTIALS_RETRY_MAX);
-            failed(phase, Requeue::After { wait, jitter: Jitter::Backoff }, None, None)
+            let requeue = match e {
+                // The token endpoint's Retry-After, to the letter.
+                CredentialError::TokenEndpoint { retry_after: Some(after), .. } => {
+                    Requeue::After { wait: (*after).max(RETRY_AFTER_MIN), jitter: Jitter::RetryAfter }
+                }
+                // No Graph call is made while credentials are missing: retry often enough
+                // that a fixed Secret is picked up quickly.
+                _ => Requeue::After { wait: backoff(failures).min(CREDENTIALS_RETRY_MAX), jitter: Jitter::Backoff },
+            };
+            failed(phase, requeue, None, None)
         }
         Outcome::Graph(e) if e.kind == GraphErrorKind::NotFound => not_found(input, current, e, failures),
         Outcome::Graph(e) => {

@@ -75,6 +75,7 @@ fn graph_error(kind: GraphErrorKind, retry_after: Option<Duration>, request_id: 
         code: None,
         request_id: Some(request_id.into()),
         retry_after,
+        diagnostic: None,
         message: format!("Graph answered ({kind:?})"),
     })
 }
@@ -254,9 +255,14 @@ fn credential_errors_block_or_retry_and_are_retried_within_thirty_seconds() {
             true,
         ),
         (
-            CredentialError::TokenEndpoint { source_name: "s".into(), message: "down".into() },
+            CredentialError::TokenEndpoint { source_name: "s".into(), message: "down".into(), retry_after: None },
             Reason::TokenEndpointUnavailable,
             false,
+        ),
+        (
+            CredentialError::ConsentRequired { source_name: "s".into(), code: "invalid_grant".into() },
+            Reason::ConsentRequired,
+            true,
         ),
     ];
     for (error, reason, blocked) in cases {
@@ -268,6 +274,17 @@ fn credential_errors_block_or_retry_and_are_retried_within_thirty_seconds() {
         assert_eq!(wait(&d).0, Duration::from_secs(30), "{reason}");
         assert!(d.events.iter().any(|e| e.warning && e.reason == reason.as_str()), "{reason}");
     }
+}
+
+#[test]
+fn the_token_endpoints_retry_after_is_honoured() {
+    let error = CredentialError::TokenEndpoint {
+        source_name: "s".into(),
+        message: "temporarily_unavailable".into(),
+        retry_after: Some(Duration::from_secs(45)),
+    };
+    let d = round(&PasswordResetOperationStatus::default(), &Outcome::Credentials(error), 1, 0);
+    assert_eq!(wait(&d), (Duration::from_secs(45), Jitter::RetryAfter), "longer than the 30 s credential retry");
 }
 
 #[test]
@@ -371,6 +388,28 @@ fn events_mark_state_changes_new_problems_and_the_end_once() {
     assert_eq!(notes(&done), [(false, "Succeeded".to_string())], "one event at the end");
     let failed = round(&running.status, &op("failed"), 3, 0);
     assert_eq!(notes(&failed), [(true, "OperationFailed".to_string())]);
+}
+
+#[test]
+fn what_graph_sends_is_shown_bounded_and_without_control_characters() {
+    let huge = format!("\u{1b}[2J{}", "d".repeat(256 * 1024));
+    let outcome = Outcome::Answer(LongRunningOperation {
+        id: Some("op1".into()),
+        status: Some("failed".into()),
+        status_detail: Some(huge),
+        ..Default::default()
+    });
+    let d = round(&PasswordResetOperationStatus::default(), &outcome, 1, 0);
+    let detail = d.status.status_detail.as_deref().unwrap();
+    assert!(detail.starts_with("\\u{1b}[2J"), "escaped, not dropped: {}", &detail[..20]);
+    assert!(detail.len() <= MAX_STATUS_DETAIL + 3);
+    for c in &d.status.conditions {
+        assert!(c.message.len() <= crate::conditions::MAX_MESSAGE + 3, "{}", c.message.len());
+        assert!(!c.message.chars().any(char::is_control));
+    }
+    let total = serde_json::to_string(&d.status).unwrap().len();
+    assert!(total < 16 * 1024, "the whole status stays small: {total} bytes");
+    assert!(d.events.iter().all(|e| e.note.len() <= 1003 && !e.note.chars().any(char::is_control)));
 }
 
 #[test]

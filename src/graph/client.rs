@@ -4,11 +4,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::header::HeaderMap;
 use url::Url;
 
 use super::model::{ErrorBody, LongRunningOperation};
 use crate::credentials::SecretString;
+use crate::http::{ReadError, read_limited, retry_after};
 use crate::metrics::Metrics;
 use crate::text::{error_chain, truncate};
 
@@ -63,12 +64,22 @@ pub struct GraphError {
     /// Graph's `request-id` header (or `innerError.request-id`): Microsoft support asks for it.
     pub request_id: Option<String>,
     pub retry_after: Option<Duration>,
+    /// Graph's `x-ms-ags-diagnostic` header (where the request was served), for support.
+    pub diagnostic: Option<String>,
     pub message: String,
 }
 
 impl GraphError {
     pub(crate) fn new(kind: GraphErrorKind, message: impl Into<String>) -> Self {
-        GraphError { kind, status: None, code: None, request_id: None, retry_after: None, message: message.into() }
+        GraphError {
+            kind,
+            status: None,
+            code: None,
+            request_id: None,
+            retry_after: None,
+            diagnostic: None,
+            message: message.into(),
+        }
     }
 }
 
@@ -96,7 +107,21 @@ impl GraphClient {
         tenant: &str,
     ) -> Result<LongRunningOperation, GraphError> {
         let started = Instant::now();
-        let result = self.get_operation_inner(url, token).await;
+        let client_request_id = uuid::Uuid::new_v4().to_string();
+        let result = self.get_operation_inner(url, token, &client_request_id).await;
+        if let Err(e) = &result {
+            // What Microsoft support asks for, with every failure: both request ids and the
+            // gateway's diagnostic header.
+            tracing::info!(
+                url = %url,
+                status = e.status,
+                request_id = e.request_id.as_deref().unwrap_or(""),
+                client_request_id = %client_request_id,
+                diagnostic = e.diagnostic.as_deref().unwrap_or(""),
+                error = %e.message,
+                "Graph request failed"
+            );
+        }
         let code = match &result {
             Ok(_) => "200".to_string(),
             Err(e) => e.status.map(|s| s.to_string()).unwrap_or_else(|| "none".into()),
@@ -105,15 +130,21 @@ impl GraphClient {
         result
     }
 
-    async fn get_operation_inner(&self, url: &Url, token: &SecretString) -> Result<LongRunningOperation, GraphError> {
-        let client_request_id = uuid::Uuid::new_v4().to_string();
+    async fn get_operation_inner(
+        &self,
+        url: &Url,
+        token: &SecretString,
+        client_request_id: &str,
+    ) -> Result<LongRunningOperation, GraphError> {
         let response = self
             .http
             .get(url.clone())
             .bearer_auth(token.expose())
-            .header("client-request-id", &client_request_id)
+            .header("client-request-id", client_request_id)
             .header("return-client-request-id", "true")
             .header(reqwest::header::ACCEPT, "application/json")
+            // Evolvable enums: without this Graph hides new status values as unknownFutureValue.
+            .header("Prefer", "include-unknown-enum-members")
             .send()
             .await
             .map_err(transport_error)?;
@@ -121,11 +152,13 @@ impl GraphClient {
         let status = response.status();
         let headers = response.headers().clone();
         let request_id = header_str(&headers, "request-id");
+        let diagnostic = header_str(&headers, "x-ms-ags-diagnostic");
         let retry_after = retry_after(&headers);
         let body = read_bounded(response).await;
 
         if status.is_success() {
-            let body = body.map_err(|e| GraphError { request_id: request_id.clone(), ..e })?;
+            let body =
+                body.map_err(|e| GraphError { request_id: request_id.clone(), diagnostic: diagnostic.clone(), ..e })?;
             // An operation is a JSON object: serde would also fill the struct from an array, by position.
             let parsed = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&body)
                 .and_then(|object| serde_json::from_value::<LongRunningOperation>(serde_json::Value::Object(object)));
@@ -135,6 +168,7 @@ impl GraphClient {
                 code: None,
                 request_id,
                 retry_after: None,
+                diagnostic,
                 message: format!("Graph answered {status} with a body that is not a valid operation: {e}"),
             });
         }
@@ -162,7 +196,7 @@ impl GraphClient {
             message.push_str(": ");
             message.push_str(&truncate(&graph_message, MAX_QUOTED_MESSAGE));
         }
-        Err(GraphError { kind, status: Some(status.as_u16()), code, request_id, retry_after, message })
+        Err(GraphError { kind, status: Some(status.as_u16()), code, request_id, retry_after, diagnostic, message })
     }
 }
 
@@ -173,67 +207,18 @@ fn transport_error(e: reqwest::Error) -> GraphError {
     GraphError::new(kind, format!("the request to Graph {what}: {}", error_chain(&e)))
 }
 
-async fn read_bounded(mut response: reqwest::Response) -> Result<Vec<u8>, GraphError> {
-    if response.content_length().is_some_and(|n| n as usize > MAX_BODY_BYTES) {
-        return Err(GraphError::new(
-            GraphErrorKind::Malformed,
-            format!("Graph's answer is larger than {MAX_BODY_BYTES} bytes; not read"),
-        ));
-    }
-    let mut body = Vec::new();
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > MAX_BODY_BYTES {
-                    return Err(GraphError::new(
-                        GraphErrorKind::Malformed,
-                        format!("Graph's answer is larger than {MAX_BODY_BYTES} bytes; not read"),
-                    ));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(None) => return Ok(body),
-            Err(e) => {
-                let mut err = transport_error(e);
-                if err.kind == GraphErrorKind::Unavailable {
-                    err.kind = GraphErrorKind::Malformed;
-                    err.message = format!("Graph's answer was cut off: {}", err.message);
-                }
-                return Err(err);
-            }
+async fn read_bounded(response: reqwest::Response) -> Result<Vec<u8>, GraphError> {
+    read_limited(response, MAX_BODY_BYTES).await.map_err(|e| match e {
+        ReadError::TooLarge(max) => {
+            GraphError::new(GraphErrorKind::Malformed, format!("Graph's answer is larger than {max} bytes; not read"))
         }
-    }
+        ReadError::CutOff(e) => {
+            let err = transport_error(e);
+            GraphError::new(GraphErrorKind::Malformed, format!("Graph's answer was cut off: {}", err.message))
+        }
+    })
 }
 
 fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(|s| truncate(s, 128))
-}
-
-/// `Retry-After` as seconds (older docs show fractions such as `2.128`) or an HTTP date.
-pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(seconds) = value.parse::<f64>() {
-        return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(86_400.0)));
-    }
-    let date = jiff::fmt::rfc2822::parse(value).ok()?.timestamp();
-    let wait = date.duration_since(jiff::Timestamp::now());
-    Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_after_accepts_seconds_fractions_and_dates() {
-        let mut h = HeaderMap::new();
-        h.insert(RETRY_AFTER, "2".parse().unwrap());
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
-        h.insert(RETRY_AFTER, "2.128".parse().unwrap());
-        assert_eq!(retry_after(&h), Some(Duration::from_millis(2128)));
-        h.insert(RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
-        assert_eq!(retry_after(&h), Some(Duration::ZERO));
-        h.insert(RETRY_AFTER, "soon".parse().unwrap());
-        assert_eq!(retry_after(&h), None);
-    }
 }
