@@ -13,6 +13,8 @@ use crate::duration::human;
 use crate::graph::{GraphError, GraphErrorKind, OperationState, Outcome};
 use crate::reason::Reason;
 
+/// Identical refusals (400, 405, 409, 3xx) after which tracking ends.
+pub const PERMANENT_AFTER: u32 = 3;
 /// Graph's Retry-After is honoured to the letter, but never a busy loop.
 const RETRY_AFTER_MIN: Duration = Duration::from_millis(100);
 
@@ -74,6 +76,7 @@ pub(super) fn judge(input: &Input, current: &PasswordResetOperationStatus, outco
             failed(phase, requeue, None, None)
         }
         Outcome::Graph(e) if e.kind == GraphErrorKind::NotFound => not_found(input, current, e, failures),
+        Outcome::Graph(e) if e.kind == GraphErrorKind::Rejected => rejected(input, current, e),
         Outcome::Graph(e) => {
             let backoff = Requeue::After { wait: backoff(failures), jitter: Jitter::Backoff };
             let (phase, requeue) = match e.kind {
@@ -118,12 +121,43 @@ pub(super) fn judge(input: &Input, current: &PasswordResetOperationStatus, outco
                     (Phase::new(Reason::GraphUnavailable, e.message.clone()), backoff)
                 }
                 GraphErrorKind::Malformed => (Phase::new(Reason::InvalidGraphResponse, e.message.clone()), backoff),
-                GraphErrorKind::Rejected => (Phase::new(Reason::GraphRequestRejected, e.message.clone()), backoff),
+                GraphErrorKind::Rejected => unreachable!("handled above"),
                 GraphErrorKind::ForeignHost => (Phase::new(Reason::LocationHostNotAllowed, e.message.clone()), backoff),
                 GraphErrorKind::BadLocation => (Phase::new(Reason::InvalidLocation, e.message.clone()), backoff),
             };
             failed(phase, requeue, None, e.request_id.as_deref())
         }
+    }
+}
+
+/// A request Graph refuses (400, 405, 409, a redirect) will be refused again: the spec is
+/// immutable. It is retried a few times in case the refusal was a passing fault, then tracking
+/// ends, so `kubectl wait --for=condition=Finished` returns.
+fn rejected(input: &Input, current: &PasswordResetOperationStatus, e: &GraphError) -> Round {
+    let previous = conditions::reason_of(&current.conditions, conditions::READY);
+    // Identical answers in a row: count from the first refusal of this episode.
+    let refusals = if previous == Some(Reason::GraphRequestRejected.as_str()) { input.failures + 1 } else { 1 };
+    let (phase, requeue) = if refusals >= PERMANENT_AFTER {
+        let message = format!(
+            "Graph refused the request {refusals} times in a row ({}); the spec cannot change, so retrying cannot \
+             help: check the ids and create a new resource",
+            e.message
+        );
+        (Phase::new(Reason::PermanentGraphError, message), None)
+    } else {
+        let message = format!("{}; retried {} more time(s) before giving up", e.message, PERMANENT_AFTER - refusals);
+        (
+            Phase::new(Reason::GraphRequestRejected, message),
+            Some(Requeue::After { wait: backoff(refusals), jitter: Jitter::Backoff }),
+        )
+    };
+    Round {
+        request_id: episode_request_id(current, phase.reason, e.request_id.as_deref()),
+        phase,
+        operation: None,
+        failures: refusals,
+        requeue,
+        not_found_since: None,
     }
 }
 

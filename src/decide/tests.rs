@@ -170,7 +170,6 @@ fn passing_graph_errors_back_off_and_keep_the_first_request_id_of_an_episode() {
         (GraphErrorKind::Malformed, Reason::InvalidGraphResponse),
         (GraphErrorKind::Unauthorized, Reason::CredentialsRejected),
         (GraphErrorKind::Forbidden, Reason::PermissionDenied),
-        (GraphErrorKind::Rejected, Reason::GraphRequestRejected),
     ];
     for (kind, reason) in rows {
         let first = round(&PasswordResetOperationStatus::default(), &graph_error(kind, None, "req-1"), 1, 0);
@@ -191,6 +190,24 @@ fn passing_graph_errors_back_off_and_keep_the_first_request_id_of_an_episode() {
         round(&PasswordResetOperationStatus::default(), &graph_error(GraphErrorKind::Unavailable, None, "a"), 1, 0);
     let other = round(&first.status, &graph_error(GraphErrorKind::Malformed, None, "b"), 10, 1);
     assert_eq!(other.status.request_id.as_deref(), Some("b"));
+}
+
+#[test]
+fn a_refused_request_ends_tracking_after_three_identical_answers() {
+    let refused = graph_error(GraphErrorKind::Rejected, None, "r1");
+    // Another problem before does not count towards the three.
+    let outage =
+        round(&PasswordResetOperationStatus::default(), &graph_error(GraphErrorKind::Unavailable, None, "u"), 1, 0);
+    let first = round(&outage.status, &refused, 10, outage.failures);
+    assert_eq!((first.reason, first.failures), (Some(Reason::GraphRequestRejected), 1));
+    assert_eq!(condition(&first, FINISHED), Some("False"));
+    let second = round(&first.status, &refused, 20, first.failures);
+    assert_eq!((second.reason, wait(&second).0), (Some(Reason::GraphRequestRejected), Duration::from_secs(10)));
+    let third = round(&second.status, &refused, 40, second.failures);
+    assert_eq!(third.reason, Some(Reason::PermanentGraphError));
+    assert_eq!((condition(&third, FINISHED), condition(&third, STALLED)), (Some("True"), Some("True")));
+    assert_eq!(third.requeue, Requeue::Never);
+    assert!(third.status.conditions[0].message.contains("3 times in a row"), "{}", third.status.conditions[0].message);
 }
 
 #[test]
