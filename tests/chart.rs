@@ -1146,8 +1146,15 @@ fn dockerfile_builds_the_binary_the_chart_runs() {
 
     // distroless/cc has glibc (libc, libm) and libgcc_s, and nothing else: the binary
     // must not link anything more (OpenSSL, for instance).
-    if let Ok(out) = Command::new("ldd").arg(env!("CARGO_BIN_EXE_pwreset-operator")).output() {
+    // A missing ldd fails the test: skipping would pass without having checked anything.
+    let out = Command::new("ldd").arg(env!("CARGO_BIN_EXE_pwreset-operator")).output().unwrap_or_else(|e| {
+        panic!("cannot run ldd to check the binary's shared libraries ({e}): install it (libc-bin)")
+    });
+    assert!(out.status.success(), "ldd failed: {}", String::from_utf8_lossy(&out.stderr));
+    {
         let text = String::from_utf8_lossy(&out.stdout);
+        // Positive control: an empty or unparsed listing would check nothing.
+        assert!(text.contains("libc.so"), "ldd listed no libc, so the check saw nothing: {text}");
         for line in text.lines() {
             let lib = line.split_whitespace().next().unwrap_or_default();
             let ok = [
