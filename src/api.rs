@@ -86,7 +86,7 @@ pub struct PasswordResetOperationSpec {
     #[schemars(length(min = 1, max = 2048))]
     #[x_kube(
         validation = Rule::new("self.startsWith('https://') || self.matches('^http://(127\\\\.0\\\\.0\\\\.1|localhost|\\\\[::1\\\\])(:[0-9]+)?/')").message("location must be an https:// URL of Microsoft Graph (plain http is accepted only for a Graph emulator on the loopback address)"),
-        validation = Rule::new("self.matches('^https?://[^/?#@\\\\\\\\]+/v1[.]0/users/[^/?#\\\\\\\\]+/authentication/operations/[^/?#\\\\\\\\]+([?][^#]*)?$')").message("location must be a Graph operation URL of the form https://HOST/v1.0/users/{user}/authentication/operations/{id}[?query], with no user name or password in it"),
+        validation = Rule::new("self.matches('^https?://[^/?#@\\\\\\\\]+/v1[.]0/users(/[^/?#\\\\\\\\]+|[(]\\\\x27[^/?#\\\\\\\\]+\\\\x27[)])/authentication/operations/[^/?#\\\\\\\\]+([?][^#]*)?$')").message("location must be a Graph operation URL of the form https://HOST/v1.0/users/{user}/authentication/operations/{id}[?query], with no user name or password in it"),
         validation = Rule::new("!self.matches('/[.]{1,2}([/?]|$)') && !self.matches('(?i)%2f|%5c|%2e')").message("location must not contain dot segments ('.', '..') or encoded slashes or dots"),
         validation = Rule::new("!self.matches('[\\\\s\\\\x00-\\\\x1f\\\\x7f]')").message("location must not contain whitespace or control characters")
     )]

@@ -166,6 +166,9 @@ fn invalid_resources_are_rejected_with_readable_messages() {
     )
     .unwrap();
     apply(cp, &ns, &resource("dollar", "  userId: '$svc@contoso.com'\n  operationId: op-1\n")).unwrap();
+    let key_form =
+        "  location: \"https://graph.microsoft.com/v1.0/users('$svc@contoso.com')/authentication/operations/o\"\n";
+    apply(cp, &ns, &resource("dollar-location", key_form)).unwrap();
     apply(
         cp,
         &ns,

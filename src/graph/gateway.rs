@@ -48,12 +48,9 @@ impl Graph {
                 self.limiter.succeeded(&tenant);
                 Outcome::Answer(op)
             }
-            Err(mut e) => {
+            Err(e) => {
                 self.feedback(&e, &tenant, namespace, secret);
-                if app_only && e.kind == GraphErrorKind::Forbidden {
-                    e.kind = GraphErrorKind::AppOnlyForbidden;
-                }
-                Outcome::Graph(e)
+                Outcome::Graph(classify(e, app_only))
             }
         }
     }
@@ -69,4 +66,13 @@ impl Graph {
             _ => {}
         }
     }
+}
+
+/// A 403 to an app-only token is Microsoft's documented refusal of application permissions
+/// for this API, not a missing role: it gets its own kind, so the condition says what to use.
+pub fn classify(mut e: GraphError, app_only: bool) -> GraphError {
+    if app_only && e.kind == GraphErrorKind::Forbidden {
+        e.kind = GraphErrorKind::AppOnlyForbidden;
+    }
+    e
 }

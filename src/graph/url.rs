@@ -93,11 +93,14 @@ fn check_location(raw: &str, url: &Url) -> Result<(), GraphError> {
         return refuse("is not in its normal form (dot segments or unusual escapes)");
     }
     let segments: Vec<&str> = raw_path.split('/').skip(1).collect();
-    let shape_ok = matches!(
-        segments.as_slice(),
-        ["v1.0", "users", user, "authentication", "operations", op]
-            if !user.is_empty() && !op.is_empty() && !user.chars().all(|c| c == '.') && !op.chars().all(|c| c == '.')
-    );
+    let is_id = |s: &str| !s.is_empty() && !s.chars().all(|c| c == '.');
+    // `users/{id}`, or Graph's key form `users('{upn}')` for a UPN that starts with `$`.
+    let key_form = |s: &str| s.strip_prefix("users('").and_then(|s| s.strip_suffix("')")).is_some_and(is_id);
+    let shape_ok = match segments.as_slice() {
+        ["v1.0", "users", user, "authentication", "operations", op] => is_id(user) && is_id(op),
+        ["v1.0", users, "authentication", "operations", op] => key_form(users) && is_id(op),
+        _ => false,
+    };
     if !shape_ok {
         return refuse(
             "is not a Graph operation URL of the form https://HOST/v1.0/users/{user}/authentication/operations/{id}",
@@ -144,9 +147,12 @@ mod tests {
 
     #[test]
     fn a_location_is_polled_as_given_on_the_configured_host_and_operation_path_only() {
-        let loc =
-            "https://graph.microsoft.com/v1.0/users/u1/authentication/operations/op1?aadgdc=DUB02P&aadgsu=ssprprod-a";
-        assert_eq!(operation_url(&root(), &OperationRef::Location(loc)).unwrap().as_str(), loc);
+        for loc in [
+            "https://graph.microsoft.com/v1.0/users/u1/authentication/operations/op1?aadgdc=DUB02P&aadgsu=ssprprod-a",
+            "https://graph.microsoft.com/v1.0/users('$svc@contoso.com')/authentication/operations/op1",
+        ] {
+            assert_eq!(operation_url(&root(), &OperationRef::Location(loc)).unwrap().as_str(), loc);
+        }
         for (location, kind) in [
             ("https://evil.example/v1.0/users/u1/authentication/operations/op1", GraphErrorKind::ForeignHost),
             ("http://graph.microsoft.com/v1.0/users/u1/authentication/operations/op1", GraphErrorKind::ForeignHost),
