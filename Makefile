@@ -155,7 +155,8 @@ $(IMAGE_TOOL): $(wildcard tools/image/*.go) tools/image/go.mod tools/image/go.su
 $(IMAGE_DIR)/debroot/.done:
 	@command -v apt-get >/dev/null || { echo "error: make image needs apt-get (Debian) to download $(IMAGE_DEBS)"; exit 1; }
 	rm -rf $(IMAGE_DIR)/debs $(@D) && mkdir -p $(IMAGE_DIR)/debs $(@D)
-	cd $(IMAGE_DIR)/debs && apt-get download $(IMAGE_DEBS)
+	# A fresh machine has no package lists yet: fetch them once if the download needs them.
+	cd $(IMAGE_DIR)/debs && { apt-get download $(IMAGE_DEBS) || { apt-get update -qq && apt-get download $(IMAGE_DEBS); }; }
 	for d in $(IMAGE_DIR)/debs/*.deb; do dpkg-deb -x $$d $(@D); done
 	touch $@
 
@@ -174,7 +175,7 @@ IMAGE_PROFILE ?= release
 IMAGE_BIN_DIR := $(IMAGE_DIR)/bin
 
 $(OPERATOR_IMAGE) $(EMULATOR_IMAGE): $(IMAGE_TOOL) $(IMAGE_DIR)/debroot/.done FORCE
-	$(CARGO) build $(if $(filter release,$(IMAGE_PROFILE)),--release) --locked --bin pwreset-operator --bin graph-emulator
+	$(CARGO) build $(if $(filter release,$(IMAGE_PROFILE)),--release) --locked --workspace --bin pwreset-operator --bin graph-emulator
 	@mkdir -p $(IMAGE_BIN_DIR)
 	strip -o $(IMAGE_BIN_DIR)/pwreset-operator target/$(IMAGE_PROFILE)/pwreset-operator
 	strip -o $(IMAGE_BIN_DIR)/graph-emulator target/$(IMAGE_PROFILE)/graph-emulator

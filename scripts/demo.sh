@@ -167,7 +167,7 @@ if [[ $ON_NODE == 1 ]]; then
   say "Installing the chart: the operator as a pod on the node"
   "$HELM" install pwreset "$ROOT/charts/pwreset-operator" --namespace pwreset-system --create-namespace \
     --set image.pullPolicy=Never --set pollInterval=2s --set logFormat=text \
-    --set graphUrl="$GRAPH_URL" --set loginUrl="$GRAPH_URL" >/dev/null
+    --set graphUrl="$GRAPH_URL" --set loginUrl="$GRAPH_URL" --set allowPlainHttp=true >/dev/null
   "$KUBECTL" -n pwreset-system rollout status deployment/pwreset-pwreset-operator --timeout=180s
   "$KUBECTL" -n pwreset-system get pods -o wide
   METRICS_PORT="<pod IP>:8080 (kubectl -n pwreset-system get pods -o wide)"

@@ -44,6 +44,11 @@ pub struct RunArgs {
     #[arg(long, env = "PWRESET_LOGIN_URL")]
     pub login_url: Option<Url>,
 
+    /// Allow plain http for --graph-url and --login-url on any address (an emulator on a test
+    /// network); without it only https, or http on the loopback address, is accepted.
+    #[arg(long, env = "PWRESET_ALLOW_PLAIN_HTTP")]
+    pub allow_plain_http: bool,
+
     /// The only directory a Secret's federatedTokenFile may point into.
     #[arg(long, env = "PWRESET_FEDERATED_TOKEN_DIR", default_value = "/var/run/secrets/azure/tokens")]
     pub federated_token_dir: std::path::PathBuf,

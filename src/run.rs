@@ -28,7 +28,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let shard = Shard::new(args.shard, args.total_shards).map_err(anyhow::Error::msg)?;
     let graph_url = args.graph_url.clone().unwrap_or_else(|| Url::parse(args.cloud.graph_url()).expect("valid"));
-    check_endpoint("--graph-url", &graph_url)?;
+    check_endpoint("--graph-url", &graph_url, args.allow_plain_http)?;
     let kube = kube::Client::try_default().await.context("connecting to Kubernetes")?;
     let metrics = Arc::new(Metrics::default());
     let http = reqwest::Client::builder()
@@ -48,7 +48,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         (None, None) => Url::parse(args.cloud.login_url()).expect("valid"),
     };
-    check_endpoint("--login-url", &login_url)?;
+    check_endpoint("--login-url", &login_url, args.allow_plain_http)?;
     let workload_identity = WorkloadIdentity::from_env();
     let auth = AuthSettings {
         login_url: login_url.clone(),
@@ -174,8 +174,9 @@ async fn shutdown_signal() {
     }
 }
 
-/// Tokens and credentials travel only over https; plain http only to this machine (an emulator).
-fn check_endpoint(flag: &str, url: &Url) -> anyhow::Result<()> {
+/// Tokens and credentials travel only over https; plain http only to this machine (an
+/// emulator), or anywhere when the installer says so (`--allow-plain-http`).
+fn check_endpoint(flag: &str, url: &Url, allow_plain_http: bool) -> anyhow::Result<()> {
     let loopback = match url.host() {
         Some(url::Host::Domain(d)) => d == "localhost",
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
@@ -184,8 +185,11 @@ fn check_endpoint(flag: &str, url: &Url) -> anyhow::Result<()> {
     };
     match url.scheme() {
         "https" => Ok(()),
-        "http" if loopback => Ok(()),
-        _ => bail!("{flag} must be an https:// URL (plain http only on the loopback address), got {url}"),
+        "http" if loopback || allow_plain_http => Ok(()),
+        _ => bail!(
+            "{flag} must be an https:// URL (plain http only on the loopback address, or with --allow-plain-http), \
+             got {url}"
+        ),
     }
 }
 
@@ -197,11 +201,14 @@ mod tests {
     fn credentials_travel_over_https_or_stay_on_this_machine() {
         for ok in ["https://login.microsoftonline.com", "http://127.0.0.1:8080", "http://localhost:1", "http://[::1]:9"]
         {
-            assert!(check_endpoint("--login-url", &Url::parse(ok).unwrap()).is_ok(), "{ok}");
+            assert!(check_endpoint("--login-url", &Url::parse(ok).unwrap(), false).is_ok(), "{ok}");
         }
         for bad in ["http://login.microsoftonline.com", "http://10.0.0.1", "ftp://127.0.0.1"] {
-            let err = check_endpoint("--login-url", &Url::parse(bad).unwrap()).unwrap_err().to_string();
+            let err = check_endpoint("--login-url", &Url::parse(bad).unwrap(), false).unwrap_err().to_string();
             assert!(err.contains("must be an https:// URL"), "{bad}: {err}");
         }
+        // The named exception for an emulator on a test network; never another scheme.
+        assert!(check_endpoint("--login-url", &Url::parse("http://10.244.0.1:8080").unwrap(), true).is_ok());
+        assert!(check_endpoint("--login-url", &Url::parse("ftp://10.244.0.1").unwrap(), true).is_err());
     }
 }

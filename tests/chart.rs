@@ -1036,9 +1036,10 @@ async fn installed_chart_watching_one_namespace_needs_no_cluster_role() {
             &["list", "passwordresetoperations.pwreset.dev", "-n", &team],
             &["watch", "passwordresetoperations.pwreset.dev", "-n", &team],
             &["get", "secrets/anything", "-n", &team],
-            &["update", "secrets/anything", "-n", &team],
+            &["patch", "secrets/anything", "-n", &team],
         ],
         &[
+            &["update", "secrets/anything", "-n", &team],
             &["list", "passwordresetoperations.pwreset.dev", "-A"],
             &["list", "passwordresetoperations.pwreset.dev", "-n", "default"],
             &["get", "secrets/anything", "-n", "default"],

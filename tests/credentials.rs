@@ -218,13 +218,16 @@ async fn workload_identity_from_a_secret_and_from_the_operator_environment() {
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
+    // The operator's own projected token, and another one a team's Secret may name.
     let file = dir.path().join("azure-identity-token");
     std::fs::write(&file, assertion).unwrap();
+    let team_file = dir.path().join("team-token");
+    std::fs::write(&team_file, assertion).unwrap();
     create_secret(
         &parts.client,
         &parts.ns,
         "wi",
-        json!({"tenantId": TENANT_ID, "clientId": "app-wi", "federatedTokenFile": file.to_str().unwrap()}),
+        json!({"tenantId": TENANT_ID, "clientId": "app-wi", "federatedTokenFile": team_file.to_str().unwrap()}),
     )
     .await;
     let dir_arg = dir.path().to_str().unwrap().to_string();
@@ -236,6 +239,8 @@ async fn workload_identity_from_a_secret_and_from_the_operator_environment() {
         parts.emulator.url.as_str(),
         "--federated-token-dir",
         &dir_arg,
+        "--workload-identity-namespaces",
+        parts.ns.as_str(),
     ]);
     let env = [
         ("AZURE_TENANT_ID", TENANT_ID),
@@ -268,6 +273,22 @@ async fn workload_identity_from_a_secret_and_from_the_operator_environment() {
         })
         .await;
     assert!(condition(&refused, "Stalled").unwrap().2.contains("outside"));
+
+    // Nor may a Secret borrow the operator's own identity by naming its token file.
+    create_secret(
+        &h.client,
+        &h.ns,
+        "borrow",
+        json!({"tenantId": TENANT_ID, "clientId": "app-wi", "federatedTokenFile": file.to_str().unwrap()}),
+    )
+    .await;
+    h.create("borrow", spec("u1", "op-wi", "borrow")).await;
+    let refused = h
+        .wait_for("borrow", "InvalidCredentials", Duration::from_secs(30), |o| {
+            condition(o, "Stalled").is_some_and(|c| c.1 == "InvalidCredentials")
+        })
+        .await;
+    assert!(condition(&refused, "Stalled").unwrap().2.contains("operator's own identity token"));
     assert_never_shown(&h, &[assertion.to_string()]).await;
 }
 

@@ -104,7 +104,9 @@ async fn operator_image_runs_on_a_real_node() {
             .arg(repo_root().join("charts/pwreset-operator"))
             .args(["--namespace", NS, "--create-namespace"])
             .args(["--set", "image.pullPolicy=Never", "--set", "replicaCount=2", "--set", "pollInterval=1s"])
-            .args(["--set", &format!("graphUrl={}", emulator.url), "--set", &format!("loginUrl={}", emulator.url)]),
+            .args(["--set", &format!("graphUrl={}", emulator.url), "--set", &format!("loginUrl={}", emulator.url)])
+            // The emulator is plain http on the node's bridge, not on loopback: the named exception.
+            .args(["--set", "allowPlainHttp=true"]),
     );
     // Available means every pod passed its readiness probe, which kubelet runs.
     run_ok(cluster.kubectl().args(["rollout", "status", "deployment", DEPLOYMENT, "-n", NS, "--timeout=240s"]));

@@ -335,6 +335,25 @@ mod tests {
     }
 
     #[test]
+    fn the_operators_own_identity_is_offered_only_to_listed_namespaces() {
+        let wi = WorkloadIdentity { tenant_id: "t".into(), client_id: "c".into(), token_file: "/var/run/t".into() };
+        let settings = |namespaces: &[&str]| AuthSettings {
+            login_url: "https://login.microsoftonline.com".parse().unwrap(),
+            scope_root: "https://graph.microsoft.com".into(),
+            federated_token_dir: "/var/run".into(),
+            workload_identity: Some(wi.clone()),
+            workload_identity_namespaces: namespaces.iter().map(|s| s.to_string()).collect(),
+            allow_own_federated_token: false,
+        };
+        let err = settings(&[]).workload_identity_for("team-a").unwrap_err();
+        assert!(err.contains("not offered to namespace team-a"), "{err}");
+        assert!(settings(&["team-b"]).workload_identity_for("team-a").is_err());
+        assert_eq!(settings(&["team-a"]).workload_identity_for("team-a"), Ok(&wi));
+        assert_eq!(settings(&["*"]).workload_identity_for("anyone"), Ok(&wi));
+        assert_eq!(settings(&[]).forbidden_token_file(), Some(std::path::Path::new("/var/run/t")));
+    }
+
+    #[test]
     fn federated_token_files_are_read_only_from_the_allowed_directory() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("token");
