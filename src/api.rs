@@ -179,9 +179,15 @@ pub struct PasswordResetOperationStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_found_since: Option<Time>,
 
-    /// Graph's request-id of the last failed request: quote it to Microsoft support.
+    /// Graph's request-id of the failed request that started the current problem: quote it
+    /// to Microsoft support (the first of an episode; later retries of the same problem keep it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+
+    /// The client-request-id the operator sent with that request: Microsoft support asks for
+    /// it together with requestId.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_request_id: Option<String>,
 
     /// Ready, Reconciling, Stalled and Finished, in the metav1.Condition shape.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

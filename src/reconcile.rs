@@ -75,6 +75,12 @@ pub(crate) async fn reconcile_inner(obj: &Pro, ctx: &Context) -> Result<(Action,
                 None => return Ok((Action::requeue(CONFLICT_REQUEUE), None)),
             };
             input.now = Timestamp::now();
+            if let Outcome::Answer(op) = &outcome
+                && let Some(detail) = op.status_detail.as_deref().filter(|d| d.len() > decide::MAX_STATUS_DETAIL)
+            {
+                // Status and conditions show it shortened; the whole value stays findable here.
+                debug!(namespace = input.namespace, name = %obj.name_any(), status_detail = ?detail, "Graph's full statusDetail");
+            }
             decide::after(&input, &current, &outcome)
         }
     };
@@ -158,7 +164,7 @@ async fn delete(obj: &Pro, ctx: &Context) -> Result<(), Error> {
 }
 
 /// Every status field, so a merge patch can remove the ones that became empty.
-pub(crate) const STATUS_FIELDS: [&str; 12] = [
+pub(crate) const STATUS_FIELDS: [&str; 13] = [
     "status",
     "operationId",
     "createdDateTime",
@@ -170,6 +176,7 @@ pub(crate) const STATUS_FIELDS: [&str; 12] = [
     "completionTime",
     "notFoundSince",
     "requestId",
+    "clientRequestId",
     "conditions",
 ];
 
@@ -240,6 +247,7 @@ mod tests {
             completion_time: Some(Time(Timestamp::UNIX_EPOCH)),
             not_found_since: Some(Time(Timestamp::UNIX_EPOCH)),
             request_id: Some("x".into()),
+            client_request_id: Some("x".into()),
             conditions: conditions::conditions_for(
                 &Phase::new(Reason::Running, ""),
                 Some(1),

@@ -137,20 +137,26 @@ struct Round {
     /// None: the phase's default (the poll interval, or the TTL once finished).
     requeue: Option<Requeue>,
     not_found_since: Option<Time>,
+    ids: Ids,
+}
+
+/// The ids Microsoft support asks for, of the failure that started the current problem.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Ids {
     request_id: Option<String>,
+    client_request_id: Option<String>,
+}
+
+impl Ids {
+    fn of(status: &PasswordResetOperationStatus) -> Self {
+        Ids { request_id: status.request_id.clone(), client_request_id: status.client_request_id.clone() }
+    }
 }
 
 impl Round {
     /// Decided without asking Graph: nothing new about Graph's side.
     fn without_graph(phase: Phase, current: &PasswordResetOperationStatus) -> Self {
-        Round {
-            phase,
-            operation: None,
-            failures: 0,
-            requeue: None,
-            not_found_since: None,
-            request_id: current.request_id.clone(),
-        }
+        Round { phase, operation: None, failures: 0, requeue: None, not_found_since: None, ids: Ids::of(current) }
     }
 }
 
@@ -224,7 +230,8 @@ fn next_status(input: &Input, current: &PasswordResetOperationStatus, round: &Ro
     next.observed_generation = input.generation;
     next.conditions = conditions::conditions_for(&round.phase, input.generation, &now, &current.conditions);
     next.not_found_since = round.not_found_since.clone();
-    next.request_id = round.request_id.clone();
+    next.request_id = round.ids.request_id.clone();
+    next.client_request_id = round.ids.client_request_id.clone();
     if let Some(op) = &round.operation {
         let shown = |v: &Option<String>, max: usize| v.as_deref().map(|s| for_people(s, max));
         next.status = shown(&op.status, MAX_FIELD);

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::{CREDENTIALS_RETRY_MAX, Input, Jitter, Requeue, Round, backoff, poll_interval};
+use super::{CREDENTIALS_RETRY_MAX, Ids, Input, Jitter, Requeue, Round, backoff, poll_interval};
 use crate::api::PasswordResetOperationStatus;
 use crate::conditions::{self, Phase};
 use crate::credentials::CredentialError;
@@ -20,8 +20,8 @@ const RETRY_AFTER_MIN: Duration = Duration::from_millis(100);
 
 pub(super) fn judge(input: &Input, current: &PasswordResetOperationStatus, outcome: &Outcome) -> Round {
     let failures = input.failures.saturating_add(1);
-    let failed = |phase: Phase, requeue: Requeue, not_found_since: Option<Time>, request_id: Option<&str>| Round {
-        request_id: episode_request_id(current, phase.reason, request_id),
+    let failed = |phase: Phase, requeue: Requeue, not_found_since: Option<Time>, ids: Ids| Round {
+        ids: episode_ids(current, phase.reason, ids),
         phase,
         operation: None,
         failures,
@@ -60,7 +60,7 @@ pub(super) fn judge(input: &Input, current: &PasswordResetOperationStatus, outco
                     )
                 }
             };
-            Round { phase, operation: Some(op.clone()), failures, requeue, not_found_since: None, request_id: None }
+            Round { phase, operation: Some(op.clone()), failures, requeue, not_found_since: None, ids: Ids::default() }
         }
         Outcome::Credentials(e) => {
             let phase = Phase::new(e.reason(), e.to_string());
@@ -73,7 +73,7 @@ pub(super) fn judge(input: &Input, current: &PasswordResetOperationStatus, outco
                 // that a fixed Secret is picked up quickly.
                 _ => Requeue::After { wait: backoff(failures).min(CREDENTIALS_RETRY_MAX), jitter: Jitter::Backoff },
             };
-            failed(phase, requeue, None, None)
+            failed(phase, requeue, None, Ids::default())
         }
         Outcome::Graph(e) if e.kind == GraphErrorKind::NotFound => not_found(input, current, e, failures),
         Outcome::Graph(e) if e.kind == GraphErrorKind::Rejected => rejected(input, current, e),
@@ -125,7 +125,7 @@ pub(super) fn judge(input: &Input, current: &PasswordResetOperationStatus, outco
                 GraphErrorKind::ForeignHost => (Phase::new(Reason::LocationHostNotAllowed, e.message.clone()), backoff),
                 GraphErrorKind::BadLocation => (Phase::new(Reason::InvalidLocation, e.message.clone()), backoff),
             };
-            failed(phase, requeue, None, e.request_id.as_deref())
+            failed(phase, requeue, None, ids_of(e))
         }
     }
 }
@@ -152,7 +152,7 @@ fn rejected(input: &Input, current: &PasswordResetOperationStatus, e: &GraphErro
         )
     };
     Round {
-        request_id: episode_request_id(current, phase.reason, e.request_id.as_deref()),
+        ids: episode_ids(current, phase.reason, ids_of(e)),
         phase,
         operation: None,
         failures: refusals,
@@ -183,7 +183,7 @@ fn not_found(input: &Input, current: &PasswordResetOperationStatus, e: &GraphErr
         (Phase::new(Reason::OperationNotFoundYet, message), Some(Requeue::After { wait, jitter: Jitter::None }))
     };
     Round {
-        request_id: episode_request_id(current, phase.reason, e.request_id.as_deref()),
+        ids: episode_ids(current, phase.reason, ids_of(e)),
         phase,
         operation: None,
         failures,
@@ -192,15 +192,17 @@ fn not_found(input: &Input, current: &PasswordResetOperationStatus, e: &GraphErr
     }
 }
 
-/// The request id of the first failure of an episode (consecutive failures with the same
-/// reason): quoting it to Microsoft support is as good as any later one, and keeping it
+fn ids_of(e: &GraphError) -> Ids {
+    Ids { request_id: e.request_id.clone(), client_request_id: e.client_request_id.clone() }
+}
+
+/// The request ids of the first failure of an episode (consecutive failures with the same
+/// reason): quoting them to Microsoft support is as good as any later ones, and keeping them
 /// means a long outage does not rewrite the status on every retry.
-fn episode_request_id(current: &PasswordResetOperationStatus, reason: Reason, new: Option<&str>) -> Option<String> {
+fn episode_ids(current: &PasswordResetOperationStatus, reason: Reason, new: Ids) -> Ids {
     let same_episode = conditions::reason_of(&current.conditions, conditions::READY) == Some(reason.as_str());
-    match (same_episode, &current.request_id) {
-        (true, Some(first)) => Some(first.clone()),
-        _ => new.map(str::to_string),
-    }
+    let first = Ids::of(current);
+    if same_episode && first != Ids::default() { first } else { new }
 }
 
 fn fix_credentials(input: &Input) -> String {

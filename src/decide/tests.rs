@@ -76,6 +76,7 @@ fn graph_error(kind: GraphErrorKind, retry_after: Option<Duration>, request_id: 
         request_id: Some(request_id.into()),
         retry_after,
         diagnostic: None,
+        client_request_id: Some(format!("ours-{request_id}")),
         message: format!("Graph answered ({kind:?})"),
     })
 }
@@ -176,13 +177,14 @@ fn passing_graph_errors_back_off_and_keep_the_first_request_id_of_an_episode() {
         assert_eq!(first.reason, Some(reason), "{kind:?}");
         assert_eq!(wait(&first), (Duration::from_secs(5), Jitter::Backoff), "{kind:?}");
         assert_eq!(first.status.request_id.as_deref(), Some("req-1"));
+        assert_eq!(first.status.client_request_id.as_deref(), Some("ours-req-1"), "both ids Microsoft asks for");
         assert_eq!(first.status.conditions[0].type_, READY);
         let second = round(&first.status, &graph_error(kind, None, "req-2"), 10, first.failures);
         assert_eq!(second.status, first.status, "{kind:?}: a repeat rewrites nothing");
         assert!(second.events.is_empty(), "{kind:?}: a repeat publishes nothing");
         assert_eq!(wait(&second).0, Duration::from_secs(10), "{kind:?}: the backoff grows");
         let recovered = round(&second.status, &op("running"), 30, second.failures);
-        assert_eq!(recovered.status.request_id, None, "{kind:?}");
+        assert_eq!((recovered.status.request_id, recovered.status.client_request_id), (None, None), "{kind:?}");
         assert_eq!(recovered.failures, 0);
     }
     // A different problem starts a new episode with its own request id.

@@ -66,6 +66,8 @@ pub struct GraphError {
     pub retry_after: Option<Duration>,
     /// Graph's `x-ms-ags-diagnostic` header (where the request was served), for support.
     pub diagnostic: Option<String>,
+    /// The `client-request-id` this operator sent (None: no request was sent).
+    pub client_request_id: Option<String>,
     pub message: String,
 }
 
@@ -78,6 +80,7 @@ impl GraphError {
             request_id: None,
             retry_after: None,
             diagnostic: None,
+            client_request_id: None,
             message: message.into(),
         }
     }
@@ -108,7 +111,10 @@ impl GraphClient {
     ) -> Result<LongRunningOperation, GraphError> {
         let started = Instant::now();
         let client_request_id = uuid::Uuid::new_v4().to_string();
-        let result = self.get_operation_inner(url, token, &client_request_id).await;
+        let result = self.get_operation_inner(url, token, &client_request_id).await.map_err(|mut e| {
+            e.client_request_id = Some(client_request_id.clone());
+            e
+        });
         if let Err(e) = &result {
             // What Microsoft support asks for, with every failure: both request ids and the
             // gateway's diagnostic header.
@@ -169,6 +175,7 @@ impl GraphClient {
                 request_id,
                 retry_after: None,
                 diagnostic,
+                client_request_id: None,
                 message: format!("Graph answered {status} with a body that is not a valid operation: {e}"),
             });
         }
@@ -196,7 +203,16 @@ impl GraphClient {
             message.push_str(": ");
             message.push_str(&truncate(&graph_message, MAX_QUOTED_MESSAGE));
         }
-        Err(GraphError { kind, status: Some(status.as_u16()), code, request_id, retry_after, diagnostic, message })
+        Err(GraphError {
+            kind,
+            status: Some(status.as_u16()),
+            code,
+            request_id,
+            retry_after,
+            diagnostic,
+            client_request_id: None,
+            message,
+        })
     }
 }
 
