@@ -3,7 +3,15 @@
 
 use url::Url;
 
-use super::client::{GraphError, GraphErrorKind};
+use super::client::GraphErrorKind;
+
+/// Why a URL was refused (no request was made).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocationError {
+    /// `ForeignHost` or `BadLocation`.
+    pub kind: GraphErrorKind,
+    pub message: String,
+}
 
 /// Which operation to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +34,7 @@ pub enum OperationRef<'a> {
 /// plus an optional query: the same scheme, host and port as the configured root, no user name
 /// or password, no dot segments and no encoded slashes, so a resource author can never make the
 /// operator send its token anywhere else, or to another Graph path.
-pub fn operation_url(root: &Url, op: &OperationRef<'_>) -> Result<Url, GraphError> {
+pub fn operation_url(root: &Url, op: &OperationRef<'_>) -> Result<Url, LocationError> {
     match op {
         OperationRef::ById { user, operation } => {
             for id in [user, operation] {
@@ -53,14 +61,14 @@ pub fn operation_url(root: &Url, op: &OperationRef<'_>) -> Result<Url, GraphErro
         OperationRef::Location(location) => {
             let url = Url::parse(location).map_err(|e| bad(format!("location is not a valid URL: {e}")))?;
             if url.origin() != root.origin() {
-                return Err(GraphError::new(
-                    GraphErrorKind::ForeignHost,
-                    format!(
+                return Err(LocationError {
+                    kind: GraphErrorKind::ForeignHost,
+                    message: format!(
                         "location points to {}, but this operator only sends credentials to {}; no request was made",
                         url.origin().ascii_serialization(),
                         root.origin().ascii_serialization()
                     ),
-                ));
+                });
             }
             check_location(location, &url)?;
             Ok(url)
@@ -68,13 +76,13 @@ pub fn operation_url(root: &Url, op: &OperationRef<'_>) -> Result<Url, GraphErro
     }
 }
 
-fn bad(message: String) -> GraphError {
-    GraphError::new(GraphErrorKind::BadLocation, message)
+fn bad(message: String) -> LocationError {
+    LocationError { kind: GraphErrorKind::BadLocation, message }
 }
 
 /// The Location's own text, before any normalisation by the URL parser, must already be
 /// the operation URL: what is checked is what is sent.
-fn check_location(raw: &str, url: &Url) -> Result<(), GraphError> {
+fn check_location(raw: &str, url: &Url) -> Result<(), LocationError> {
     let refuse = |why: &str| Err(bad(format!("location {why}; no request was made")));
     if !url.username().is_empty() || url.password().is_some() {
         return refuse("carries a user name or password");
