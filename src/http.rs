@@ -38,6 +38,31 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
 }
 
+/// A one-request HTTP server for unit tests: answers `response` (a whole HTTP/1.1 answer)
+/// and hands back the request as received, headers lower-cased by nobody.
+#[cfg(test)]
+pub(crate) async fn serve_once(response: String) -> (url::Url, tokio::task::JoinHandle<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = url::Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
+    let task = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut request = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = socket.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            request.extend_from_slice(&buf[..n]);
+        }
+        socket.write_all(response.as_bytes()).await.unwrap();
+        socket.shutdown().await.ok();
+        String::from_utf8_lossy(&request).to_lowercase()
+    });
+    (url, task)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -39,15 +39,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .build()
         .context("building the HTTP client")?;
     let client = GraphClient::new(http.clone(), graph_url.clone(), metrics.clone());
-    // Azure Workload Identity sets AZURE_AUTHORITY_HOST to the cloud's token authority.
-    let authority_host = std::env::var("AZURE_AUTHORITY_HOST").ok().filter(|v| !v.trim().is_empty());
-    let login_url = match (&args.login_url, authority_host) {
-        (Some(url), _) => url.clone(),
-        (None, Some(host)) => {
-            Url::parse(&host).with_context(|| format!("AZURE_AUTHORITY_HOST {host:?} is not a URL"))?
-        }
-        (None, None) => Url::parse(args.cloud.login_url()).expect("valid"),
-    };
+    let authority_host = std::env::var("AZURE_AUTHORITY_HOST").ok();
+    let login_url = token_authority(args.login_url.as_ref(), authority_host.as_deref(), args.cloud)?;
     check_endpoint("--login-url", &login_url, args.allow_plain_http)?;
     let workload_identity = WorkloadIdentity::from_env();
     let auth = AuthSettings {
@@ -174,6 +167,16 @@ async fn shutdown_signal() {
     }
 }
 
+/// The token authority: `--login-url`, else `AZURE_AUTHORITY_HOST` (Azure Workload Identity
+/// sets it to the cloud's authority), else the cloud's.
+fn token_authority(flag: Option<&Url>, env: Option<&str>, cloud: crate::graph::Cloud) -> anyhow::Result<Url> {
+    match (flag, env.map(str::trim).filter(|v| !v.is_empty())) {
+        (Some(url), _) => Ok(url.clone()),
+        (None, Some(host)) => Url::parse(host).with_context(|| format!("AZURE_AUTHORITY_HOST {host:?} is not a URL")),
+        (None, None) => Ok(Url::parse(cloud.login_url()).expect("valid")),
+    }
+}
+
 /// Tokens and credentials travel only over https; plain http only to this machine (an
 /// emulator), or anywhere when the installer says so (`--allow-plain-http`).
 fn check_endpoint(flag: &str, url: &Url, allow_plain_http: bool) -> anyhow::Result<()> {
@@ -196,6 +199,20 @@ fn check_endpoint(flag: &str, url: &Url, allow_plain_http: bool) -> anyhow::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_token_authority_follows_the_flag_then_azure_authority_host_then_the_cloud() {
+        use crate::graph::Cloud;
+        let flag = Url::parse("http://127.0.0.1:9").unwrap();
+        let usgov = Some("https://login.microsoftonline.us/");
+        assert_eq!(token_authority(Some(&flag), usgov, Cloud::Global).unwrap(), flag);
+        assert_eq!(token_authority(None, usgov, Cloud::Global).unwrap().as_str(), "https://login.microsoftonline.us/");
+        assert_eq!(
+            token_authority(None, Some(" "), Cloud::Global).unwrap().host_str(),
+            Some("login.microsoftonline.com")
+        );
+        assert!(token_authority(None, Some("not a url"), Cloud::Global).is_err());
+    }
 
     #[test]
     fn credentials_travel_over_https_or_stay_on_this_machine() {

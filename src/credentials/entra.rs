@@ -205,3 +205,62 @@ impl TokenEndpoint {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn answer_once(response: String) -> Result<Grant, CredentialError> {
+        crate::install_crypto_provider();
+        let (login_url, _request) = crate::http::serve_once(response).await;
+        let settings = AuthSettings {
+            login_url,
+            scope_root: "https://graph.microsoft.com".into(),
+            federated_token_dir: "/nonexistent".into(),
+            workload_identity: None,
+            workload_identity_namespaces: Vec::new(),
+            allow_own_federated_token: false,
+        };
+        let endpoint = TokenEndpoint::new(reqwest::Client::new(), settings, Arc::new(Metrics::default()));
+        let credential = Credential::Refresh {
+            tenant: "t".into(),
+            client_id: "c".into(),
+            client_secret: None,
+            refresh_token: SecretString::new("rt"),
+            scope: None,
+        };
+        tokio::time::timeout(Duration::from_secs(10), endpoint.request("Secret ns/s", &credential, "t/c"))
+            .await
+            .expect("an answer within 10 s")
+    }
+
+    fn http(status: &str, headers: &str, body: &str) -> String {
+        format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\n{headers}content-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    #[tokio::test]
+    async fn a_huge_answer_is_not_read() {
+        let body = format!(r#"{{"access_token":"{}"}}"#, "x".repeat(100 * 1024));
+        let err = answer_once(http("200 OK", "", &body)).await.err().expect("refused");
+        assert!(err.to_string().contains("larger than 65536 bytes"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn consent_missing_and_retry_after_are_told_apart() {
+        let consent = r#"{"error":"invalid_grant","error_description":"AADSTS65001: The user or administrator has not consented","error_codes":[65001]}"#;
+        let err = answer_once(http("400 Bad Request", "", consent)).await.err().expect("refused");
+        assert!(matches!(err, CredentialError::ConsentRequired { .. }), "{err:?}");
+        let busy = r#"{"error":"temporarily_unavailable","error_description":"AADSTS90055: throttled"}"#;
+        let err = answer_once(http("429 Too Many Requests", "retry-after: 7\r\n", busy)).await.err().expect("refused");
+        match err {
+            CredentialError::TokenEndpoint { retry_after, .. } => assert_eq!(retry_after, Some(Duration::from_secs(7))),
+            other => panic!("{other:?}"),
+        }
+        let ok = r#"{"access_token":"a","expires_in":3599,"refresh_token":"r2"}"#;
+        let grant = answer_once(http("200 OK", "", ok)).await.expect("a token");
+        assert_eq!(grant.lifetime, Duration::from_secs(3599));
+    }
+}

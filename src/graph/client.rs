@@ -238,3 +238,30 @@ async fn read_bounded(response: reqwest::Response) -> Result<Vec<u8>, GraphError
 fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(|s| truncate(s, 128))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_request_asks_for_new_enum_members_and_carries_a_client_request_id() {
+        crate::install_crypto_provider();
+        let body = r#"{"id":"o","status":"someNewValue"}"#;
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let (root, request) = crate::http::serve_once(answer).await;
+        let client = GraphClient::new(reqwest::Client::new(), root.clone(), Arc::new(Metrics::default()));
+        let url = root.join("/v1.0/users/u/authentication/operations/o").unwrap();
+        let op =
+            tokio::time::timeout(Duration::from_secs(10), client.get_operation(&url, &SecretString::new("t"), "x"))
+                .await
+                .expect("an answer within 10 s")
+                .unwrap();
+        assert_eq!(op.status.as_deref(), Some("someNewValue"), "an unknown value is mirrored as sent");
+        let request = request.await.unwrap();
+        assert!(request.contains("\r\nprefer: include-unknown-enum-members\r\n"), "{request}");
+        assert!(request.contains("\r\nclient-request-id: "), "{request}");
+    }
+}
