@@ -120,8 +120,13 @@ async fn ttl_after_finished_deletes_on_time_and_zero_deletes_at_once() {
         failed.conditions
     );
 
-    // Without a TTL a finished resource stays (it finished with the others, seconds ago).
+    // Without a TTL a finished resource stays: give it at least the 3 s after which ttl3 was
+    // deleted (the positive control above), counted from when it finished itself.
     let keep = first_finished(&history, "keep").expect("keep finished");
+    let seen = now_ms() - keep.at_ms;
+    if seen < 3000 {
+        tokio::time::sleep(Duration::from_millis((3000 - seen) as u64)).await;
+    }
     assert!(now_ms() - keep.at_ms >= 3000);
     assert!(h.api().get_opt("keep").await.unwrap().is_some(), "a resource without a TTL was deleted");
     assert!(h.operator.logs().contains("deleted after ttlSecondsAfterFinished"));
