@@ -46,13 +46,6 @@ pub enum GraphErrorKind {
     BadLocation,
 }
 
-impl GraphErrorKind {
-    /// Worth retrying with backoff, as opposed to needing a person.
-    pub fn is_transient(self) -> bool {
-        matches!(self, Self::Throttled | Self::Unavailable | Self::Timeout | Self::Malformed)
-    }
-}
-
 /// A failed Graph call, safe to show: it never contains a token.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
@@ -98,6 +91,7 @@ impl GraphClient {
         GraphClient { http, root, metrics }
     }
 
+    /// The Graph root this client was configured with.
     pub fn root(&self) -> &Url {
         &self.root
     }

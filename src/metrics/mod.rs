@@ -20,7 +20,6 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 pub use computed::{Computed, Source};
-pub use process::{ProcessStats, read as read_process};
 
 use crate::reason::Reason;
 
