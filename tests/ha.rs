@@ -56,8 +56,14 @@ async fn wait_holder(client: &kube::Client, ns: &str, pod: &str) {
 }
 
 /// Graph requests a replica has counted (0 when it never made one: the family is absent).
+/// An unreachable `/metrics` fails the test: read as 0 it would pass "the follower sent
+/// nothing" checks for a replica that is not even running.
 async fn graph_requests(op: &Operator) -> f64 {
-    op.http_get("/metrics").await.map(|(_, body)| metric_sum(&body, "pwreset_graph_requests_total")).unwrap_or(0.0)
+    match op.http_get("/metrics").await {
+        Ok((status, body)) if status == 200 => metric_sum(&body, "pwreset_graph_requests_total"),
+        Ok((status, body)) => panic!("/metrics answered {status}: {body}"),
+        Err(e) => panic!("/metrics unreachable: {e:#}"),
+    }
 }
 
 /// The first operation GET that reached the emulator after `after_ms`.

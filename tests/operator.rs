@@ -308,5 +308,9 @@ async fn a_location_is_polled_as_given_and_a_foreign_host_gets_nothing() {
     assert_eq!(condition(&refused, "Stalled").unwrap().1, "LocationHostNotAllowed");
     let foreign_requests: Vec<_> = foreign.requests().await.into_iter().filter(|r| r["kind"] != "admin").collect();
     assert!(foreign_requests.is_empty(), "the foreign host was contacted: {foreign_requests:?}");
+    // Control: a request that does reach the foreign server shows up in its log.
+    reqwest::get(&foreign_location).await.expect("the foreign server answers");
+    let seen: Vec<_> = foreign.requests().await.into_iter().filter(|r| r["kind"] != "admin").collect();
+    assert_eq!(seen.len(), 1, "the foreign server's log misses a request: {seen:?}");
     h.wait_event("foreign", "LocationHostNotAllowed", |e| e.1 == "LocationHostNotAllowed").await;
 }
