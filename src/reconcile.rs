@@ -214,6 +214,9 @@ async fn write_status(
             Ok(updated.resource_version())
         }
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),
+        // Deleted while Graph was being asked (its namespace too, maybe): nothing to record,
+        // and not an error anyone should be paged for; the watch drops it.
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
         Err(e) => {
             ctx.metrics.status_write_failed();
             Err(e.into())
