@@ -60,7 +60,7 @@ async fn wait_holder(client: &kube::Client, ns: &str, pod: &str) {
 /// nothing" checks for a replica that is not even running.
 async fn graph_requests(op: &Operator) -> f64 {
     match op.http_get("/metrics").await {
-        Ok((status, body)) if status == 200 => metric_sum(&body, "pwreset_graph_requests_total"),
+        Ok((200, body)) => metric_sum(&body, "pwreset_graph_requests_total"),
         Ok((status, body)) => panic!("/metrics answered {status}: {body}"),
         Err(e) => panic!("/metrics unreachable: {e:#}"),
     }
