@@ -92,7 +92,7 @@ async fn every_check_passes_as_cluster_admin_against_the_emulator() {
     assert!(out.line("credentials").contains("holds a static token"), "{}", out.stdout);
     assert_eq!(out.stdout.lines().count(), 5, "{}", out.stdout);
     assert!(out.stderr.is_empty(), "{}", out.stderr);
-    assert_never_shown(&out, &[h.token.clone()]);
+    assert_never_shown(&out, std::slice::from_ref(&h.token));
 }
 
 #[tokio::test]

@@ -122,7 +122,10 @@ pub async fn check(args: &CheckArgs) -> Vec<CheckResult> {
     };
     let endpoint = |check: &'static str, url: &anyhow::Result<url::Url>| {
         let http = http.clone();
-        let url = url.as_ref().map(Clone::clone).map_err(|e| format!("{e:#}"));
+        let url = match url {
+            Ok(url) => Ok(url.clone()),
+            Err(e) => Err(format!("{e:#}")),
+        };
         async move {
             match url {
                 Ok(url) => reach::reachable(check, &http, &url, timeout).await,
