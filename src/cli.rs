@@ -28,6 +28,9 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Print the CustomResourceDefinition as YAML.
     Crd,
+    /// Check the installation (CRD, RBAC, Graph and login reachable, optionally a credentials
+    /// Secret): one line per check; exit code 0 when all pass. Takes every `run` flag.
+    Check(Box<crate::check::CheckArgs>),
 }
 
 #[derive(clap::Args, Debug)]

@@ -4,9 +4,11 @@
 //! Where things are: `api` (the CRD types), `reason` and `conditions` (the vocabulary),
 //! `decide` (every decision, pure), `reconcile` (the I/O shell around it), `controller`
 //! (the watch and housekeeping), `graph` (Graph client, limiter, gateway), `credentials`,
-//! `metrics`, `events`, and the process around them (`leader`, `shard`, `server`, `telemetry`).
+//! `metrics`, `events`, and the process around them (`leader`, `shard`, `server`, `telemetry`);
+//! `check` is the `check` subcommand (is this installation able to work?).
 
 pub mod api;
+pub mod check;
 pub mod cli;
 pub mod conditions;
 pub mod context;

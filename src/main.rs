@@ -4,13 +4,22 @@ use clap::Parser;
 use tracing::error;
 
 use pwreset_operator::cli::{Cli, Command};
-use pwreset_operator::{api, install_crypto_provider, run, telemetry};
+use pwreset_operator::{api, check, install_crypto_provider, run, telemetry};
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Crd => {
             print!("{}", api::crd_yaml());
             Ok(())
+        }
+        Command::Check(args) => {
+            // No log subscriber: the report is the output, one line per check.
+            install_crypto_provider();
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let (text, code) = check::report(&runtime.block_on(check::check(&args)));
+            print!("{text}");
+            std::io::Write::flush(&mut std::io::stdout())?;
+            std::process::exit(code);
         }
         Command::Run(args) => {
             telemetry::init(args.log_format);

@@ -27,30 +27,14 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let shard = Shard::new(args.shard, args.total_shards).map_err(anyhow::Error::msg)?;
-    let graph_url = args.graph_url.clone().unwrap_or_else(|| Url::parse(args.cloud.graph_url()).expect("valid"));
-    check_endpoint("--graph-url", &graph_url, args.allow_plain_http)?;
+    let graph_url = graph_url(&args)?;
     let kube = kube::Client::try_default().await.context("connecting to Kubernetes")?;
     let metrics = Arc::new(Metrics::default());
-    let http = reqwest::Client::builder()
-        .user_agent(concat!("pwreset-operator/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(args.graph_timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .context("building the HTTP client")?;
+    let http = http_client(Duration::from_secs(10), args.graph_timeout)?;
     let client = GraphClient::new(http.clone(), graph_url.clone(), metrics.clone());
-    let authority_host = std::env::var("AZURE_AUTHORITY_HOST").ok();
-    let login_url = token_authority(args.login_url.as_ref(), authority_host.as_deref(), args.cloud)?;
-    check_endpoint("--login-url", &login_url, args.allow_plain_http)?;
-    let workload_identity = WorkloadIdentity::from_env();
-    let auth = AuthSettings {
-        login_url: login_url.clone(),
-        scope_root: args.cloud.graph_url().to_string(),
-        federated_token_dir: args.federated_token_dir.clone(),
-        workload_identity: workload_identity.clone(),
-        workload_identity_namespaces: args.workload_identity_namespaces.clone(),
-        allow_own_federated_token: args.allow_own_federated_token,
-    };
+    let login_url = login_url(&args)?;
+    let auth = auth_settings(&args, login_url.clone());
+    let workload_identity = auth.workload_identity.is_some();
     let credentials = Credentials::new(kube.clone(), http.clone(), auth, metrics.clone());
     let limiter = TenantLimiter::new(Limits { rate: args.tenant_rate, burst: args.tenant_burst }, metrics.clone());
     let graph = Graph::new(client, credentials, limiter, metrics.clone());
@@ -68,7 +52,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     info!(
         graph = %graph_url,
         login = %login_url,
-        workload_identity = workload_identity.is_some(),
+        workload_identity = workload_identity,
         namespace = args.namespace.as_deref().unwrap_or("(all)"),
         poll_interval = %duration::human(args.poll_interval),
         shard = args.shard,
@@ -165,6 +149,46 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
+}
+
+/// The Graph root `run` talks to: `--graph-url`, else the cloud's; refused unless https
+/// (see `check_endpoint`). `check` resolves it the same way.
+pub fn graph_url(args: &RunArgs) -> anyhow::Result<Url> {
+    let url = args.graph_url.clone().unwrap_or_else(|| Url::parse(args.cloud.graph_url()).expect("valid"));
+    check_endpoint("--graph-url", &url, args.allow_plain_http)?;
+    Ok(url)
+}
+
+/// The token authority `run` asks for tokens, with the same rules as `graph_url`.
+pub fn login_url(args: &RunArgs) -> anyhow::Result<Url> {
+    let authority_host = std::env::var("AZURE_AUTHORITY_HOST").ok();
+    let url = token_authority(args.login_url.as_ref(), authority_host.as_deref(), args.cloud)?;
+    check_endpoint("--login-url", &url, args.allow_plain_http)?;
+    Ok(url)
+}
+
+/// Where credentials come from and may be sent, from the flags and the AZURE_* environment.
+pub fn auth_settings(args: &RunArgs, login_url: Url) -> AuthSettings {
+    AuthSettings {
+        login_url,
+        scope_root: args.cloud.graph_url().to_string(),
+        federated_token_dir: args.federated_token_dir.clone(),
+        workload_identity: WorkloadIdentity::from_env(),
+        workload_identity_namespaces: args.workload_identity_namespaces.clone(),
+        allow_own_federated_token: args.allow_own_federated_token,
+    }
+}
+
+/// The HTTP client for Graph and the token endpoint (`check` uses the same one, so it sees
+/// the same TLS roots and redirect policy as `run`).
+pub fn http_client(connect_timeout: Duration, timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .user_agent(concat!("pwreset-operator/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(connect_timeout)
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .context("building the HTTP client")
 }
 
 /// The token authority: `--login-url`, else `AZURE_AUTHORITY_HOST` (Azure Workload Identity

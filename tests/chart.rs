@@ -251,10 +251,11 @@ fn default_rendering_is_hardened_and_least_privilege() {
             "ClusterRoleBinding",
             "ClusterRoleBinding",
             "Deployment",
+            "Pod",
             "Service",
             "ServiceAccount"
         ],
-        "no leader election, NetworkPolicy, PDB or ServiceMonitor by default"
+        "no leader election, NetworkPolicy, PDB or ServiceMonitor by default (the Pod is the `helm test` hook)"
     );
     assert_least_privilege(&objs, "pwreset-system");
 
@@ -312,14 +313,63 @@ fn default_rendering_is_hardened_and_least_privilege() {
     assert_eq!(strings(&secrets[0].2["resourceNames"]), ["graph-credentials"]);
 }
 
+/// The `helm test` Pod runs `check` with the Deployment's own flags, as the operator's
+/// account, hardened the same way; labelled apart so the operator's Service, PDB and
+/// NetworkPolicy do not select it.
+#[test]
+fn the_helm_test_pod_runs_check_like_the_operator() {
+    for values in [&[][..], &["--set", "replicaCount=2", "--set", "watchNamespace=team"][..]] {
+        let objs = render("pwreset-system", values);
+        let deployment = of_kind(&objs, "Deployment")[0];
+        let pods = of_kind(&objs, "Pod");
+        assert_eq!(pods.len(), 1, "{values:?}");
+        let pod = pods[0];
+        assert_eq!(pod["metadata"]["annotations"]["helm.sh/hook"], "test");
+        assert_eq!(pod["metadata"]["labels"]["app.kubernetes.io/component"], "check");
+        let selector = deployment["spec"]["selector"]["matchLabels"].as_object().unwrap();
+        assert!(
+            selector.iter().any(|(k, v)| &pod["metadata"]["labels"][k] != v),
+            "the operator's selectors must not match the test Pod"
+        );
+        let spec = &pod["spec"];
+        let template = &deployment["spec"]["template"]["spec"];
+        assert_eq!(spec["restartPolicy"], "Never");
+        for field in ["serviceAccountName", "automountServiceAccountToken", "securityContext"] {
+            assert_eq!(spec[field], template[field], "{field}");
+        }
+        let (c, operator) = (&spec["containers"][0], container(deployment));
+        for field in ["image", "imagePullPolicy", "env", "securityContext", "resources"] {
+            assert_eq!(c[field], operator[field], "{field}");
+        }
+        assert_eq!(c["volumeMounts"], operator["volumeMounts"]);
+        let args = strings(&c["args"]);
+        let run_args = args_of(deployment);
+        assert_eq!(args[0], "check");
+        assert_eq!(args[1..run_args.len()], run_args[1..], "the Deployment's own flags, in order");
+        assert!(args.contains(&"--timeout=5s".to_string()), "{args:?}");
+        assert!(args.contains(&"--secret-names=graph-credentials".to_string()), "{args:?}");
+        assert_flags_exist_in(&args, "check");
+    }
+    let objs = render("pwreset-system", &["--set", "tests.credentialsSecret=team-a/graph"]);
+    let args = strings(&of_kind(&objs, "Pod")[0]["spec"]["containers"][0]["args"]);
+    assert!(args.contains(&"--credentials-secret=team-a/graph".to_string()), "{args:?}");
+    assert!(of_kind(&render("pwreset-system", &["--set", "tests.enabled=false"]), "Pod").is_empty());
+    let err = template("pwreset-system", &["--set", "tests.credentialsSecret=graph"]).unwrap_err();
+    assert!(err.contains("tests/credentialsSecret"), "{err}");
+}
+
 /// Every `--flag` the chart passes is one `pwreset-operator run` knows.
 fn assert_flags_exist(args: &[String]) {
-    let help = run(Command::new(env!("CARGO_BIN_EXE_pwreset-operator")).args(["run", "--help"]), None).unwrap();
+    assert_flags_exist_in(args, "run")
+}
+
+fn assert_flags_exist_in(args: &[String], subcommand: &str) {
+    let help = run(Command::new(env!("CARGO_BIN_EXE_pwreset-operator")).args([subcommand, "--help"]), None).unwrap();
     for arg in args.iter().filter(|a| a.starts_with("--")) {
         let flag = arg.split('=').next().unwrap();
         assert!(
             help.contains(&format!("{flag} ")) || help.contains(&format!("{flag}\n")),
-            "{flag} is not a flag of `run`"
+            "{flag} is not a flag of `{subcommand}`"
         );
     }
 }
@@ -945,6 +995,72 @@ async fn installed_chart_rbac_is_enough_and_no_more() {
         "name",
     ]);
     assert!(left.trim().is_empty(), "helm uninstall leaves nothing cluster-wide: {left}");
+}
+
+/// What `helm test` runs, run here as the chart's ServiceAccount (there is no kubelet on
+/// this control plane; tests/node.rs runs the real `helm test`): the installed RBAC passes
+/// every check, and a missing binding fails by name.
+#[tokio::test]
+async fn the_helm_test_check_passes_with_the_installed_rbac_and_names_what_is_missing() {
+    let cp = ControlPlane::shared();
+    let client = cp.client().await;
+    let sys = unique_name("chart-test-sys");
+    let team = unique_name("chart-test-team");
+    ensure_namespace(cp, &team);
+    let emulator = Emulator::start();
+    let token = format!("tok-{}", uuid::Uuid::new_v4());
+    emulator.add_token(&token, TENANT).await;
+    create_secret(&client, &team, "graph-credentials", json!({"token": token})).await;
+    let release = "tested";
+    install(
+        cp,
+        release,
+        &sys,
+        &[
+            "--set",
+            "replicaCount=2",
+            "--set-json",
+            &format!(r#"rbac.namespaces=["{team}"]"#),
+            "--set",
+            &format!("graphUrl={}", emulator.url),
+            "--set",
+            &format!("loginUrl={}", emulator.url),
+            "--set",
+            &format!("tests.credentialsSecret={team}/graph-credentials"),
+        ],
+    );
+    let hooks =
+        run(helm().args(["get", "hooks", release, "--namespace", &sys, "--kubeconfig"]).arg(cp.kubeconfig()), None)
+            .unwrap();
+    let hooks = objects(&hooks);
+    let pod = of_kind(&hooks, "Pod")[0];
+    let args = strings(&pod["spec"]["containers"][0]["args"]);
+    let kubeconfig = service_account_kubeconfig(cp, &sys, pod["spec"]["serviceAccountName"].as_str().unwrap());
+    let check = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_pwreset-operator"))
+            .args(&args)
+            .env("KUBECONFIG", &kubeconfig)
+            .env("POD_NAMESPACE", &sys)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        println!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(!stdout.contains(&token), "the token is never shown");
+        (out.status.code(), stdout)
+    };
+    let (code, report) = check();
+    assert_eq!(code, Some(0), "{report}");
+    for name in ["crd", "rbac", "graph", "login-host", "credentials"] {
+        assert!(report.lines().any(|l| l.starts_with(&format!("ok   {name} "))), "{name}:\n{report}");
+    }
+
+    cp.kubectl_ok(&["delete", "rolebinding", &format!("{release}-pwreset-operator-secrets"), "-n", &team]);
+    let (code, report) = check();
+    assert_eq!(code, Some(1), "{report}");
+    let denied = format!("FAIL rbac        denied: get secrets named graph-credentials in namespace {team}");
+    assert!(report.lines().any(|l| l == denied), "{report}");
+    assert!(report.lines().any(|l| l.starts_with("FAIL credentials") && l.contains("not allowed")), "{report}");
+    uninstall(cp, release, &sys);
 }
 
 /// crds.enabled on a cluster that already has the CRD (from crds/, as every release had

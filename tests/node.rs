@@ -106,7 +106,9 @@ async fn operator_image_runs_on_a_real_node() {
             .args(["--set", "image.pullPolicy=Never", "--set", "replicaCount=2", "--set", "pollInterval=1s"])
             .args(["--set", &format!("graphUrl={}", emulator.url), "--set", &format!("loginUrl={}", emulator.url)])
             // The emulator is plain http on the node's bridge, not on loopback: the named exception.
-            .args(["--set", "allowPlainHttp=true"]),
+            .args(["--set", "allowPlainHttp=true"])
+            // `helm test` also gets a token with this Secret.
+            .args(["--set", &format!("tests.credentialsSecret={TEAM}/graph-credentials")]),
     );
     // Available means every pod passed its readiness probe, which kubelet runs.
     run_ok(cluster.kubectl().args(["rollout", "status", "deployment", DEPLOYMENT, "-n", NS, "--timeout=240s"]));
@@ -156,8 +158,25 @@ async fn operator_image_runs_on_a_real_node() {
         cluster.kubectl_ok(&["get", "pods", "-n", NS, "-o", "wide"])
     );
 
-    // The chart has no `helm test` hook yet: `helm test` must still succeed (it runs none).
-    run_ok(helm(&cluster).args(["test", RELEASE, "--namespace", NS, "--timeout", "60s"]));
+    // `helm test` runs `pwreset-operator check` in a pod of the image, as the operator's
+    // ServiceAccount, through the in-cluster config and the pod network: every check passes.
+    let tested = run_ok(helm(&cluster).args(["test", RELEASE, "--namespace", NS, "--timeout", "120s", "--logs"]));
+    println!("$ helm test {RELEASE} --logs\n{tested}");
+    for check in ["crd", "rbac", "graph", "login-host", "credentials"] {
+        assert!(tested.lines().any(|l| l.starts_with(&format!("ok   {check} "))), "{check}:\n{tested}");
+    }
+    assert!(!tested.contains(&token), "the token is never shown");
+    // Without the Secret binding the same test fails, naming the permission.
+    cluster.kubectl_ok(&["delete", "clusterrolebinding", &format!("{DEPLOYMENT}-secrets")]);
+    let out =
+        helm(&cluster).args(["test", RELEASE, "--namespace", NS, "--timeout", "120s", "--logs"]).output().unwrap();
+    let failed = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    println!("$ helm test {RELEASE} --logs (Secret binding deleted)\n{failed}");
+    assert!(!out.status.success(), "{failed}");
+    assert!(
+        failed.contains("FAIL rbac        denied: get secrets named graph-credentials in all namespaces"),
+        "{failed}"
+    );
     drop(emulator);
     cluster.stop();
 }

@@ -52,6 +52,9 @@ pub struct BearerToken {
     /// An app-only token (client credentials): Microsoft documents these APIs as not
     /// supporting application permissions.
     pub app_only: bool,
+    /// How long the token stays valid, when the token endpoint said (a static token's
+    /// lifetime is not known); `check` reports it.
+    pub expires_in: Option<Duration>,
 }
 
 #[derive(Clone)]
@@ -59,6 +62,7 @@ struct CachedToken {
     fingerprint: u64,
     token: SecretString,
     renew_at: Instant,
+    expires_at: Instant,
 }
 
 #[derive(Clone)]
@@ -124,7 +128,7 @@ impl Credentials {
         let budget = credential.budget().unwrap_or_else(|| format!("secret:{namespace}/{}", secret.unwrap_or("")));
         let app_only = credential.is_app_only();
         if let Credential::Static(token) = &credential {
-            return Ok(BearerToken { token: token.clone(), budget, app_only });
+            return Ok(BearerToken { token: token.clone(), budget, app_only, expires_in: None });
         }
 
         let slot = {
@@ -142,7 +146,8 @@ impl Credentials {
             && cached.fingerprint == fingerprint
             && Instant::now() < cached.renew_at
         {
-            return Ok(BearerToken { token: cached.token.clone(), budget, app_only });
+            let expires_in = Some(cached.expires_at.saturating_duration_since(Instant::now()));
+            return Ok(BearerToken { token: cached.token.clone(), budget, app_only, expires_in });
         }
         if let Some(failure) = &slot.failure
             && failure.fingerprint == fingerprint
@@ -168,9 +173,14 @@ impl Credentials {
                 }
                 let renew_in = grant.lifetime.saturating_sub(EXPIRY_MARGIN).max(grant.lifetime / 2);
                 let token = grant.access_token;
-                slot.token =
-                    Some(CachedToken { fingerprint, token: token.clone(), renew_at: Instant::now() + renew_in });
-                Ok(BearerToken { token, budget, app_only })
+                let now = Instant::now();
+                slot.token = Some(CachedToken {
+                    fingerprint,
+                    token: token.clone(),
+                    renew_at: now + renew_in,
+                    expires_at: now + grant.lifetime,
+                });
+                Ok(BearerToken { token, budget, app_only, expires_in: Some(grant.lifetime) })
             }
             Err(error) => {
                 let hold = match &error {

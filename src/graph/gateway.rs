@@ -38,7 +38,8 @@ impl Graph {
     /// Reads the operation at `url` with the credentials of Secret `secret` in `namespace`
     /// (None: the operator's workload identity).
     pub async fn read_operation(&self, namespace: &str, secret: Option<&str>, url: &Url) -> Outcome {
-        let BearerToken { token, budget: tenant, app_only } = match self.credentials.token(namespace, secret).await {
+        let BearerToken { token, budget: tenant, app_only, .. } = match self.credentials.token(namespace, secret).await
+        {
             Ok(token) => token,
             Err(e) => return Outcome::Credentials(e),
         };

@@ -125,3 +125,70 @@ app.kubernetes.io/component: operator
 {{- define "pwreset-operator.alertSelector" -}}
 {{- default (printf "job=%q,namespace=%q" (printf "%s-metrics" (include "pwreset-operator.fullname" .)) .Release.Namespace) .Values.prometheusRule.selector }}
 {{- end }}
+
+{{/* The operator's flags after `run`, shared by the Deployment and the `helm test` Pod (which
+     runs `check` with the same flags, so it checks what the operator will use). Takes a dict:
+     root (the chart context), shard, lease (the Lease name of that shard). */}}
+{{- define "pwreset-operator.runFlags" -}}
+{{- $root := .root }}
+{{- $shard := .shard }}
+{{- $lease := .lease }}
+{{- $leaderElect := eq (include "pwreset-operator.leaderElect" $root) "true" -}}
+- {{ printf "--cloud=%v" $root.Values.cloud | quote }}
+{{- with $root.Values.graphUrl }}
+- {{ printf "--graph-url=%v" . | quote }}
+{{- end }}
+{{- with $root.Values.loginUrl }}
+- {{ printf "--login-url=%v" . | quote }}
+{{- end }}
+{{- with $root.Values.watchNamespace }}
+- {{ printf "--namespace=%v" . | quote }}
+{{- end }}
+{{- if $root.Values.allowPlainHttp }}
+- "--allow-plain-http"
+{{- end }}
+{{- with $root.Values.workloadIdentityNamespaces }}
+- {{ printf "--workload-identity-namespaces=%v" (join "," .) | quote }}
+{{- end }}
+{{- with $root.Values.defaultCredentialsSecret }}
+- {{ printf "--default-credentials-secret=%v" . | quote }}
+{{- end }}
+- {{ printf "--poll-interval=%v" $root.Values.pollInterval | quote }}
+- {{ printf "--not-found-grace=%v" $root.Values.notFoundGrace | quote }}
+- {{ printf "--graph-timeout=%v" $root.Values.graphTimeout | quote }}
+- {{ printf "--max-concurrent-reconciles=%v" $root.Values.maxConcurrentReconciles | quote }}
+- {{ printf "--tenant-rate=%v" $root.Values.tenantRate | quote }}
+- {{ printf "--tenant-burst=%v" $root.Values.tenantBurst | quote }}
+- --metrics-addr=0.0.0.0:{{ $root.Values.metrics.port }}
+- {{ printf "--log-format=%v" $root.Values.logFormat | quote }}
+{{- if $leaderElect }}
+- --leader-elect
+- {{ printf "--leader-election-namespace=%v" $root.Release.Namespace | quote }}
+- {{ printf "--leader-election-lease-name=%v" $lease | quote }}
+- {{ printf "--leader-election-lease-duration=%v" $root.Values.leaderElection.leaseDuration | quote }}
+{{- end }}
+{{- if $root.Values.sharding.enabled }}
+- {{ printf "--shard=%v" $shard | quote }}
+- {{ printf "--total-shards=%v" $root.Values.sharding.totalShards | quote }}
+{{- end }}
+{{- range $root.Values.extraArgs }}
+- {{ . | quote }}
+{{- end }}
+{{- end }}
+
+{{/* The operator container's environment, shared by the Deployment and the `helm test` Pod. */}}
+{{- define "pwreset-operator.env" -}}
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+- name: RUST_LOG
+  value: {{ .Values.logLevel | quote }}
+{{- with .Values.extraEnv }}
+{{- toYaml . | nindent 0 }}
+{{- end }}
+{{- end }}
