@@ -138,7 +138,9 @@ async fn paused_stops_graph_polls_until_the_annotation_is_removed() {
     for (user, op) in [("erin", "op-paused"), ("frank", "op-control")] {
         h.emulator.add_operation(json!({"userId": user, "id": op, "status": "running"})).await;
     }
-    h.create("held", by_ids("erin", "op-paused", json!({}))).await;
+    // Five minutes between its polls: any GET of it after the annotation is the pause failing
+    // (even a single poll on the way into the pause). The control polls every second.
+    h.create("held", by_ids("erin", "op-paused", json!({"pollInterval": "300s"}))).await;
     h.create("control", by_ids("frank", "op-control", json!({}))).await;
     for name in ["held", "control"] {
         h.wait_for(name, "running", Duration::from_secs(30), |o| {
@@ -147,6 +149,7 @@ async fn paused_stops_graph_polls_until_the_annotation_is_removed() {
         .await;
     }
 
+    let held_before = gets(&h, "op-paused").await;
     annotate(&h, "held", PAUSED, json!("true")).await;
     let paused = h
         .wait_for("held", "Reconciling reason Paused", Duration::from_secs(20), |o| {
@@ -161,7 +164,6 @@ async fn paused_stops_graph_polls_until_the_annotation_is_removed() {
     h.emulator.set_status("erin", "op-paused", "succeeded").await;
 
     // The window: as long as the unpaused control needs for five more polls (1 s apart).
-    let held_before = gets(&h, "op-paused").await;
     let control_before = gets(&h, "op-control").await;
     eventually("five more polls of the unpaused control", Duration::from_secs(30), || async {
         let n = gets(&h, "op-control").await;
