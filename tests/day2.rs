@@ -228,4 +228,19 @@ async fn a_reconcile_request_polls_a_running_resource_now_and_leaves_a_finished_
     assert!(took < Duration::from_secs(5), "polled {took:?} after the request; pollInterval is 300s");
     assert_eq!(reason(&handled, "Reconciling").as_deref(), Some("Running"));
     println!("reconcile request on a running resource: polled and recorded after {took:?}");
+
+    // Other metadata wakes nothing. The window: three polls of a resource polled every
+    // second (created only now, so it did not move the reconcile counter above).
+    h.emulator.add_operation(json!({"userId": "ivan", "id": "op-ticker", "status": "running"})).await;
+    h.create("ticker", by_ids("ivan", "op-ticker", json!({}))).await;
+    h.wait_condition("ticker", "Reconciling", "True").await;
+    let slow_gets = gets(&h, "op-slow").await;
+    annotate(&h, "slow", "example.com/note", json!("looked at it")).await;
+    let ticks = gets(&h, "op-ticker").await;
+    eventually("three more polls of the ticker", Duration::from_secs(20), || async {
+        let n = gets(&h, "op-ticker").await;
+        if n >= ticks + 3 { Ok(()) } else { Err(format!("{n} GETs, had {ticks}")) }
+    })
+    .await;
+    assert_eq!(gets(&h, "op-slow").await, slow_gets, "another annotation made the operator poll");
 }
