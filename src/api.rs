@@ -37,11 +37,17 @@ const NOT_DOTS_RULE: &str = "!self.matches('^[.]+$')";
     status = "PasswordResetOperationStatus",
     derive = "PartialEq",
     doc = "PasswordResetOperation tracks one Microsoft Entra ID password-reset operation and mirrors its state into status.",
-    printcolumn(name = "User", type_ = "string", json_path = ".spec.userId"),
-    printcolumn(name = "Status", type_ = "string", json_path = ".status.status"),
-    printcolumn(name = "Last Action", type_ = "string", json_path = ".status.lastActionDateTime"),
+    // Like Flux and cert-manager: READY and REASON first, then who and when. The ids come
+    // from status, which is filled for a location-based resource too. LAST ACTION is Graph's
+    // timestamp as an age (`<invalid>` if Graph sent a malformed one; status keeps it verbatim).
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
+    printcolumn(name = "User", type_ = "string", json_path = ".status.userId"),
+    printcolumn(name = "Last Action", type_ = "date", json_path = ".status.lastActionDateTime"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    printcolumn(name = "Operation", type_ = "string", json_path = ".spec.operationId", priority = 1),
+    // Graph's own word; REASON already says it for people, so only with -o wide.
+    printcolumn(name = "Status", type_ = "string", json_path = ".status.status", priority = 1),
+    printcolumn(name = "Operation", type_ = "string", json_path = ".status.operationId", priority = 1),
     printcolumn(
         name = "Message",
         type_ = "string",
@@ -139,9 +145,15 @@ pub struct PasswordResetOperationStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
 
-    /// The operation id Graph reports.
+    /// The operation id: Graph's, once Graph has answered; before that the one the spec
+    /// names (operationId, or the last path segment of location).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation_id: Option<String>,
+
+    /// The user the operation belongs to, as the spec names it (userId, or the user segment
+    /// of location), so `kubectl get` shows it for every resource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
 
     /// When Graph created the operation, verbatim from Graph (not reformatted, so an
     /// unusual timestamp is shown as sent).
@@ -189,6 +201,12 @@ pub struct PasswordResetOperationStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_request_id: Option<String>,
 
+    /// The last value of the pwreset.dev/reconcile-requested-at annotation the operator acted
+    /// on by polling Graph. A request on a finished or paused resource is not acted on, so
+    /// it is not recorded here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
+
     /// Ready, Reconciling, Stalled and Finished, in the metav1.Condition shape.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "conditions_schema")]
@@ -204,6 +222,13 @@ fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Sch
     schema
 }
 
+/// Annotation asking for an immediate poll of Graph: set it to a new value (a timestamp, by
+/// convention) and the operator polls at once and records the value in
+/// `status.lastHandledReconcileAt`. Like Flux's `reconcile.fluxcd.io/requestedAt`.
+pub const RECONCILE_REQUESTED_AT: &str = "pwreset.dev/reconcile-requested-at";
+/// Annotation that stops Graph polls while it is `"true"`; removing it resumes polling.
+pub const PAUSED: &str = "pwreset.dev/paused";
+
 /// The CRD as YAML, exactly as checked in under `crds/`.
 pub fn crd_yaml() -> String {
     serde_yaml::to_string(&PasswordResetOperation::crd()).expect("the CRD always serializes")
@@ -213,5 +238,15 @@ impl PasswordResetOperation {
     /// The Secret that holds this resource's credentials, if it names one.
     pub fn secret_name(&self) -> Option<&str> {
         self.spec.credentials_secret_ref.as_ref().map(|r| r.name.as_str())
+    }
+
+    /// Whether the `pwreset.dev/paused` annotation is `"true"` (any other value: not paused).
+    pub fn is_paused(&self) -> bool {
+        self.metadata.annotations.as_ref().and_then(|a| a.get(PAUSED)).is_some_and(|v| v == "true")
+    }
+
+    /// The value of the `pwreset.dev/reconcile-requested-at` annotation, if set.
+    pub fn reconcile_requested_at(&self) -> Option<&str> {
+        self.metadata.annotations.as_ref().and_then(|a| a.get(RECONCILE_REQUESTED_AT)).map(String::as_str)
     }
 }

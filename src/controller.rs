@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,7 +45,8 @@ pub async fn run(
     };
     let (reader, writer) = reflector::store();
     // Status writes do not change metadata.generation, so the operator's own writes do not
-    // trigger it again: polls are driven by the requeue it asks for, nothing else.
+    // trigger it again: polls are driven by the requeue it asks for, a spec change, or one of
+    // the two annotations a person sets (neither bumps the generation), nothing else.
     let stream = watcher(api, watcher::Config::default().any_semantic())
         .default_backoff()
         .modify(|o: &mut Pro| {
@@ -55,7 +57,7 @@ pub async fn run(
         .filter(move |event| std::future::ready(shard.owns_event(event)))
         .reflect(writer)
         .applied_objects()
-        .predicate_filter(predicates::generation, Default::default());
+        .predicate_filter(triggers, Default::default());
 
     let states = reader.clone();
     ctx.metrics.add_source(Box::new(move || resource_gauges(&states)));
@@ -95,6 +97,15 @@ pub async fn run(
             }
         })
         .await;
+}
+
+/// What brings a resource back before its requeue: a new generation (spec), the pause
+/// annotation turning on or off, or a new reconcile request. Other metadata (labels, other
+/// annotations, the operator's own status writes) does not cost a Graph poll.
+fn triggers(obj: &Pro) -> Option<u64> {
+    let mut hasher = DefaultHasher::new();
+    (predicates::generation(obj), obj.is_paused(), obj.reconcile_requested_at()).hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 /// Sweeps the maps now and then, for as long as the controller's context lives.

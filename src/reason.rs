@@ -75,6 +75,8 @@ reasons! {
     WaitingForGraph => Progressing, false, "nothing";
     NotStarted => Progressing, false, "nothing";
     Running => Progressing, false, "nothing";
+    /// The pwreset.dev/paused annotation is "true": no Graph polls until it is removed.
+    Paused => Progressing, false, "remove the pwreset.dev/paused annotation to resume polling";
     Succeeded => Succeeded, false, "nothing";
     OperationFailed => Failed, true, "read the message (Graph's statusDetail)";
     UnknownStatus => Progressing, true, "nothing; Graph sent a status this version does not know, polled with backoff";
@@ -142,8 +144,10 @@ mod tests {
     #[test]
     fn ordinary_progress_and_success_are_not_problems_and_everything_else_is() {
         for reason in Reason::ALL {
-            let ordinary =
-                matches!(reason, Reason::WaitingForGraph | Reason::NotStarted | Reason::Running | Reason::Succeeded);
+            let ordinary = matches!(
+                reason,
+                Reason::WaitingForGraph | Reason::NotStarted | Reason::Running | Reason::Paused | Reason::Succeeded
+            );
             assert_eq!(reason.is_problem(), !ordinary, "{reason}");
             if reason.kind() != Kind::Progressing {
                 assert!(reason.is_problem() || reason.kind() == Kind::Succeeded, "{reason}");

@@ -64,6 +64,8 @@ pub(crate) async fn reconcile_inner(obj: &Pro, ctx: &Context) -> Result<(Action,
         now: Timestamp::now(),
         failures: ctx.failures(obj),
         policy: &ctx.policy,
+        paused: obj.is_paused(),
+        reconcile_requested_at: obj.reconcile_requested_at(),
     };
     let mut current = status.clone();
     let mut resource_version = obj.resource_version();
@@ -164,9 +166,10 @@ async fn delete(obj: &Pro, ctx: &Context) -> Result<(), Error> {
 }
 
 /// Every status field, so a merge patch can remove the ones that became empty.
-pub(crate) const STATUS_FIELDS: [&str; 13] = [
+pub(crate) const STATUS_FIELDS: [&str; 15] = [
     "status",
     "operationId",
+    "userId",
     "createdDateTime",
     "lastActionDateTime",
     "resourceLocation",
@@ -177,6 +180,7 @@ pub(crate) const STATUS_FIELDS: [&str; 13] = [
     "notFoundSince",
     "requestId",
     "clientRequestId",
+    "lastHandledReconcileAt",
     "conditions",
 ];
 
@@ -241,6 +245,7 @@ mod tests {
         let full = PasswordResetOperationStatus {
             status: Some("x".into()),
             operation_id: Some("x".into()),
+            user_id: Some("x".into()),
             created_date_time: Some("x".into()),
             last_action_date_time: Some("x".into()),
             resource_location: Some("x".into()),
@@ -251,6 +256,7 @@ mod tests {
             not_found_since: Some(Time(Timestamp::UNIX_EPOCH)),
             request_id: Some("x".into()),
             client_request_id: Some("x".into()),
+            last_handled_reconcile_at: Some("x".into()),
             conditions: conditions::conditions_for(
                 &Phase::new(Reason::Running, ""),
                 Some(1),

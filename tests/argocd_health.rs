@@ -93,12 +93,19 @@ fn every_case_in_health_test_yaml_gives_the_expected_health() {
 
     // Every scenario Argo CD users meet is covered, and no testdata file is left unused.
     let statuses: Vec<&str> = cases.tests.iter().map(|t| t.health_status.status.as_str()).collect();
-    for wanted in ["Healthy", "Progressing", "Degraded"] {
+    for wanted in ["Healthy", "Progressing", "Degraded", "Suspended"] {
         assert!(statuses.contains(&wanted), "no {wanted} case");
     }
     let used: Vec<&str> = cases.tests.iter().map(|t| t.input_path.as_str()).collect();
-    for required in ["no-status", "deleting", "generation-behind", "healthy", "degraded-failed", "progressing-running"]
-    {
+    for required in [
+        "no-status",
+        "deleting",
+        "generation-behind",
+        "healthy",
+        "degraded-failed",
+        "progressing-running",
+        "suspended-paused",
+    ] {
         assert!(used.contains(&format!("testdata/{required}.yaml").as_str()), "no case for {required}");
     }
     for entry in std::fs::read_dir(dir().join("testdata")).unwrap() {
@@ -124,6 +131,8 @@ fn conditions_the_operator_writes_map_to_the_right_health() {
     // Every reason the operator can write, with the health its kind must show.
     let cases = Reason::ALL.iter().map(|&reason| {
         let want = match reason.kind() {
+            // Held on purpose by a person, as Argo CD shows a paused Deployment.
+            Kind::Progressing if reason == Reason::Paused => "Suspended",
             Kind::Progressing => "Progressing",
             Kind::Blocked | Kind::Failed => "Degraded",
             Kind::Succeeded => "Healthy",

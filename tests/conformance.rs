@@ -101,6 +101,8 @@ async fn the_operator_reacts_to_each_documented_answer_as_the_readme_says() {
             now: jiff::Timestamp::now(),
             failures: 0,
             policy: &policy,
+            paused: false,
+            reconcile_requested_at: None,
         };
         let decision = match decide::start(&input) {
             Start::Decided(d) => d,

@@ -1,7 +1,8 @@
 -- Argo CD health check for pwreset.dev/PasswordResetOperation (Lua 5.1, base library only).
 -- Mirrors kstatus, the library Flux uses: deletion and a status older than the spec are
 -- Progressing; Ready=True is Healthy; Stalled=True (failed, or blocked until a person acts)
--- is Degraded; anything else is still Progressing.
+-- is Degraded; Reconciling=True with reason Paused (the pwreset.dev/paused annotation) is
+-- Suspended, as Argo CD shows a paused Deployment; anything else is still Progressing.
 local hs = {}
 
 local function condition(conditions, type_)
@@ -62,6 +63,12 @@ end
 if stalled ~= nil and stalled.status == "True" then
   hs.status = "Degraded"
   hs.message = message_of(stalled, stalled.reason or "Stalled")
+  return hs
+end
+
+if reconciling ~= nil and reconciling.status == "True" and reconciling.reason == "Paused" then
+  hs.status = "Suspended"
+  hs.message = message_of(reconciling, "Paused")
   return hs
 end
 

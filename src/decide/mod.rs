@@ -14,6 +14,8 @@ pub use events::Note;
 mod outcome;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_annotations;
 
 use std::time::Duration;
 
@@ -23,7 +25,7 @@ use url::Url;
 
 use crate::api::{PasswordResetOperationSpec, PasswordResetOperationStatus};
 use crate::conditions::{self, Phase};
-use crate::graph::{GraphErrorKind, OperationRef, operation_url};
+use crate::graph::{GraphErrorKind, OperationRef, ids_in_location, operation_url};
 use crate::graph::{LongRunningOperation, Outcome};
 use crate::reason::Reason;
 use crate::text::for_people;
@@ -68,6 +70,11 @@ pub struct Input<'a> {
     /// Failed rounds in a row before this one.
     pub failures: u32,
     pub policy: &'a Policy,
+    /// The `pwreset.dev/paused` annotation is "true": no Graph polls.
+    pub paused: bool,
+    /// The `pwreset.dev/reconcile-requested-at` annotation's value: recorded in status once
+    /// a poll has acted on it.
+    pub reconcile_requested_at: Option<&'a str>,
 }
 
 /// How much randomness the shell adds to a requeue, so resources do not move in lock-step.
@@ -160,9 +167,14 @@ impl Round {
     }
 }
 
+/// The condition message of a paused resource.
+pub const PAUSED_MESSAGE: &str = "Paused by the pwreset.dev/paused annotation: no Graph polls until it is removed (activeDeadlineSeconds still applies)";
+
 /// Step 1: decide without Graph if possible, else say what to read.
 pub fn start(input: &Input) -> Start {
     let status = input.status;
+    // Terminal is final, as with a Job: neither a reconcile request nor a pause changes
+    // anything (no Graph call, no status write); only the TTL still acts.
     if conditions::is_finished(&status.conditions) {
         return Start::Decided(expire(input));
     }
@@ -187,6 +199,10 @@ pub fn start(input: &Input) -> Start {
         }
         Err(e) => return decided(Phase::new(Reason::InvalidLocation, e.message)),
     };
+    // After the checks above, so a broken spec or a passed deadline is still reported.
+    if input.paused {
+        return Start::Decided(paused(input));
+    }
     // A resource without conditions looks healthy to kstatus: say "in progress" if the
     // first answer takes its time.
     let waiting = (status.conditions.is_empty() || status.observed_generation != input.generation).then(|| {
@@ -199,7 +215,37 @@ pub fn start(input: &Input) -> Start {
 /// Step 2: what the Graph round gave → the next status, requeue and events. `current` is
 /// the status as it stands now (the `waiting` status if that was written).
 pub fn after(input: &Input, current: &PasswordResetOperationStatus, outcome: &Outcome) -> Decision {
-    conclude(input, current, outcome::judge(input, current, outcome))
+    let mut decision = conclude(input, current, outcome::judge(input, current, outcome));
+    // Graph was asked (whatever it answered): a pending reconcile request has been acted on.
+    if let Some(requested) = input.reconcile_requested_at {
+        decision.status.last_handled_reconcile_at = Some(for_people(requested, MAX_FIELD));
+    }
+    decision
+}
+
+/// Paused: Reconciling with reason Paused, and no poll. Removing the annotation changes the
+/// resource, which brings it back; only a deadline needs a wake-up meanwhile.
+fn paused(input: &Input) -> Decision {
+    let status = input.status;
+    // A 404 episode is not forgotten by pausing: the grace keeps counting from its start.
+    let round = Round {
+        not_found_since: status.not_found_since.clone(),
+        ..Round::without_graph(Phase::new(Reason::Paused, PAUSED_MESSAGE), status)
+    };
+    let mut decision = conclude(input, status, round);
+    decision.requeue = match deadline_left(input) {
+        Some(left) => Requeue::after(left + AFTER_DUE, Jitter::None),
+        None => Requeue::Never,
+    };
+    decision
+}
+
+/// The user and operation the spec names (ids, or the segments of location), for status.
+fn named_ids(spec: &PasswordResetOperationSpec) -> (Option<String>, Option<String>) {
+    match (&spec.location, &spec.user_id, &spec.operation_id) {
+        (Some(location), _, _) => ids_in_location(location).map_or((None, None), |(u, o)| (Some(u), Some(o))),
+        (None, user, operation) => (user.clone(), operation.clone()),
+    }
 }
 
 /// The status, events and requeue for a round; a terminal phase also gets its completion
@@ -232,10 +278,16 @@ fn next_status(input: &Input, current: &PasswordResetOperationStatus, round: &Ro
     next.not_found_since = round.not_found_since.clone();
     next.request_id = round.ids.request_id.clone();
     next.client_request_id = round.ids.client_request_id.clone();
+    let shown = |v: &Option<String>, max: usize| v.as_deref().map(|s| for_people(s, max));
+    // So that every row of `kubectl get` names its user and operation, location or not.
+    let (user, operation) = named_ids(input.spec);
+    next.user_id = shown(&user, MAX_FIELD);
+    if next.operation_id.is_none() {
+        next.operation_id = shown(&operation, MAX_FIELD);
+    }
     if let Some(op) = &round.operation {
-        let shown = |v: &Option<String>, max: usize| v.as_deref().map(|s| for_people(s, max));
         next.status = shown(&op.status, MAX_FIELD);
-        next.operation_id = shown(&op.id, MAX_FIELD);
+        next.operation_id = shown(&op.id, MAX_FIELD).or_else(|| shown(&operation, MAX_FIELD));
         next.created_date_time = shown(&op.created_date_time, MAX_FIELD);
         next.last_action_date_time = shown(&op.last_action_date_time, MAX_FIELD);
         next.resource_location = shown(&op.resource_location, MAX_LOCATION);

@@ -11,13 +11,13 @@ use crate::conditions::{FINISHED, READY, RECONCILING, STALLED, reason_of};
 use crate::credentials::CredentialError;
 use crate::graph::{GraphError, GraphErrorKind, LongRunningOperation, Outcome};
 
-const T0: i64 = 1_800_000_000;
+pub(super) const T0: i64 = 1_800_000_000;
 
-fn at(s: i64) -> Timestamp {
+pub(super) fn at(s: i64) -> Timestamp {
     Timestamp::from_second(T0 + s).unwrap()
 }
 
-fn policy() -> Policy {
+pub(super) fn policy() -> Policy {
     Policy {
         graph_root: "https://graph.microsoft.com".parse().unwrap(),
         poll_interval: Duration::from_secs(15),
@@ -25,7 +25,7 @@ fn policy() -> Policy {
     }
 }
 
-fn spec() -> PasswordResetOperationSpec {
+pub(super) fn spec() -> PasswordResetOperationSpec {
     PasswordResetOperationSpec {
         user_id: Some("alice@contoso.com".into()),
         operation_id: Some("op1".into()),
@@ -37,7 +37,7 @@ fn spec() -> PasswordResetOperationSpec {
     }
 }
 
-fn input<'a>(
+pub(super) fn input<'a>(
     spec: &'a PasswordResetOperationSpec,
     status: &'a PasswordResetOperationStatus,
     policy: &'a Policy,
@@ -54,10 +54,12 @@ fn input<'a>(
         now: at(now),
         failures,
         policy,
+        paused: false,
+        reconcile_requested_at: None,
     }
 }
 
-fn op(status: &str) -> Outcome {
+pub(super) fn op(status: &str) -> Outcome {
     Outcome::Answer(LongRunningOperation {
         id: Some("op1".into()),
         status: Some(status.into()),
@@ -87,14 +89,14 @@ fn round(before: &PasswordResetOperationStatus, outcome: &Outcome, now: i64, fai
     after(&input(&spec, before, &policy, now, failures), before, outcome)
 }
 
-fn wait(d: &Decision) -> (Duration, Jitter) {
+pub(super) fn wait(d: &Decision) -> (Duration, Jitter) {
     match d.requeue {
         Requeue::After { wait, jitter } => (wait, jitter),
         Requeue::Never => panic!("expected a requeue, got Never: {d:?}"),
     }
 }
 
-fn condition<'a>(d: &'a Decision, type_: &str) -> Option<&'a str> {
+pub(super) fn condition<'a>(d: &'a Decision, type_: &str) -> Option<&'a str> {
     d.status.conditions.iter().find(|c| c.type_ == type_).map(|c| c.status.as_str())
 }
 

@@ -12,4 +12,4 @@ pub use client::{GraphClient, GraphError, GraphErrorKind};
 pub use cloud::Cloud;
 pub use gateway::{Graph, Outcome};
 pub use model::{LongRunningOperation, OperationState};
-pub use url::{OperationRef, operation_url};
+pub use url::{OperationRef, ids_in_location, operation_url};

@@ -76,6 +76,45 @@ pub fn operation_url(root: &Url, op: &OperationRef<'_>) -> Result<Url, LocationE
     }
 }
 
+/// The user and operation ids a Location names, decoded (`%23EXT%23` → `#EXT#`,
+/// `users('$o''x')` → `$o'x`), for showing them in status; None if it is not an operation URL.
+/// Showing only: what is polled is decided by [`operation_url`].
+pub fn ids_in_location(location: &str) -> Option<(String, String)> {
+    let url = Url::parse(location).ok()?;
+    let segments: Vec<&str> = url.path_segments()?.collect();
+    let (user, op) = match segments.as_slice() {
+        ["v1.0", "users", user, "authentication", "operations", op] => (percent_decoded(user), *op),
+        ["v1.0", users, "authentication", "operations", op] => {
+            let key = users.strip_prefix("users('")?.strip_suffix("')")?;
+            (percent_decoded(key).replace("''", "'"), *op)
+        }
+        _ => return None,
+    };
+    let op = percent_decoded(op);
+    (!user.is_empty() && !op.is_empty()).then_some((user, op))
+}
+
+/// `%XX` → the byte; anything else as is (invalid UTF-8 is shown with replacement characters).
+fn percent_decoded(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn bad(message: String) -> LocationError {
     LocationError { kind: GraphErrorKind::BadLocation, message }
 }
@@ -151,6 +190,22 @@ mod tests {
         for (user, op) in [("..", "o"), (".", "o"), ("u", ".."), ("u", "")] {
             assert_eq!(by_id(user, op), Err(GraphErrorKind::BadLocation), "{user:?} {op:?}");
         }
+    }
+
+    #[test]
+    fn the_ids_shown_for_a_location_are_its_decoded_user_and_operation_segments() {
+        let base = "https://graph.microsoft.com/v1.0";
+        for (path, want) in [
+            ("users/u1/authentication/operations/op1?aadgdc=DUB02P", Some(("u1", "op1"))),
+            ("users/bob%23EXT%23@contoso.com/authentication/operations/o%201", Some(("bob#EXT#@contoso.com", "o 1"))),
+            ("users('$o''brien@contoso.com')/authentication/operations/o1", Some(("$o'brien@contoso.com", "o1"))),
+            ("users/u1/authentication/operations/", None),
+            ("me/messages", None),
+        ] {
+            let got = ids_in_location(&format!("{base}/{path}"));
+            assert_eq!(got, want.map(|(u, o)| (u.to_string(), o.to_string())), "{path}");
+        }
+        assert_eq!(ids_in_location("not a url"), None);
     }
 
     #[test]
