@@ -17,12 +17,16 @@
 //! [`WINDOW_MIN`]). A window whose throttled share is above what is known to be
 //! rate-independent (nothing at first) by more than [`MARGIN`] plus a standard error starts
 //! a *probe*: the rate drops just below the window's goodput (what got through per second:
-//! against a token bucket, its refill). The next, twice as long window judges the probe:
-//! if throttling all but stopped (a share within half [`MARGIN`]), it depended on the rate and
-//! the lower rate stays; if not, slowing down did not help, the rate goes straight back to
-//! where it was and that share is remembered as rate-independent for [`INDEPENDENT_FOR`],
-//! so the same faults do not start another probe before (only a clearly higher share
-//! does). Time without a probe raises the rate
+//! against a token bucket, at most its refill). The next, twice as long window judges the
+//! probe, counting only answers from the first one that got through after the tenant's
+//! pause and [`PROBE_SETTLE`] (earlier ones answer requests sent at the old rate, or met
+//! a bucket still in debt from them): if throttling all but stopped (a share within half
+//! [`MARGIN`]), it depended on the rate and the lower rate stays; if it fell clearly (three
+//! standard errors) but not away, it depends on the rate and this one is still too fast:
+//! another probe goes lower; if it did not fall, slowing down did not help, the rate goes
+//! straight back to where it was and that share is remembered as rate-independent for
+//! [`INDEPENDENT_FOR`], so the same faults do not start another probe before (only a
+//! clearly higher share does). Time without a probe raises the rate
 //! by a tenth per second back to the configured one: against a token bucket the rate
 //! climbs past the refill, the share rises, a probe brings it back to the goodput, so it
 //! stays around the refill (and above a rate a probe showed to hold, it climbs only by
@@ -48,6 +52,9 @@ const WINDOW_MIN: Duration = Duration::from_secs(1);
 const MARGIN: f64 = 0.05;
 /// The probe goes a tenth below the goodput, so it is below a token bucket's refill.
 const PROBE_BELOW_GOODPUT: f64 = 0.9;
+/// Requests in flight when a probe starts (or the tenant's pause ends) are answered within
+/// about this long; their answers say nothing about the probe's rate.
+const PROBE_SETTLE: Duration = Duration::from_secs(2);
 /// A share shown to be rate-independent is trusted this long, then probed again: a
 /// bucket that paces the client through Retry-After alone looks rate-independent from a
 /// rate that is not below its refill.
@@ -96,8 +103,15 @@ impl Window {
 struct Probe {
     /// The rate before, restored if the throttled share does not fall.
     from: f64,
-    /// The throttled share at that rate.
+    /// The throttled share at that rate, and its standard error.
     share: f64,
+    stderr: f64,
+    /// Answers are evidence only from the first one that got through after the tenant's
+    /// pause and [`PROBE_SETTLE`]: those before answer requests sent at the old rate, or
+    /// were refused while Graph's bucket was still in debt from them (throttled requests
+    /// count against it).
+    not_before: Instant,
+    judging: bool,
 }
 
 struct Bucket {
@@ -139,7 +153,18 @@ impl Bucket {
             // is lower by chance alone.)
             Some(_) if share <= MARGIN / 2.0 => {
                 self.sustainable = Some((self.rate, now));
+                // Recovery counts from the verdict, not from when the probe started.
+                self.adjusted_at = now;
                 false
+            }
+            // Clearly lower (by three standard errors of the difference), but not gone: it
+            // depends on the rate, and this one is still above the budget. Lower again from
+            // here (what gets through is near the refill now); should that not help, this
+            // rate is where it goes back to.
+            Some(probe) if probe.share - share > 3.0 * (probe.stderr.powi(2) + stderr.powi(2)).sqrt() => {
+                let target = (goodput.min(self.rate) * PROBE_BELOW_GOODPUT).max(MIN_RATE);
+                self.start_probe(share, stderr, target, now);
+                true
             }
             // Slowing down did not help: back to the rate before, and this share is noise.
             Some(probe) => {
@@ -155,8 +180,7 @@ impl Bucket {
                 };
                 let target = (goodput * PROBE_BELOW_GOODPUT).max(MIN_RATE);
                 if share > tolerated && target < self.rate {
-                    self.probe = Some(Probe { from: self.rate, share });
-                    self.rate = target;
+                    self.start_probe(share, stderr, target, now);
                     true
                 } else {
                     false
@@ -168,6 +192,30 @@ impl Bucket {
         }
         self.window = Window::new(now);
         changed
+    }
+
+    fn start_probe(&mut self, share: f64, stderr: f64, target: f64, now: Instant) {
+        let not_before = self.paused_until.map_or(now, |p| p.max(now)) + PROBE_SETTLE;
+        self.probe = Some(Probe { from: self.rate, share, stderr, not_before, judging: false });
+        self.rate = target;
+    }
+
+    /// Counts an answer in the current window, unless a probe is not judging yet.
+    fn count(&mut self, throttled: bool, now: Instant) {
+        if let Some(probe) = &mut self.probe
+            && !probe.judging
+        {
+            if throttled || now < probe.not_before {
+                return;
+            }
+            probe.judging = true;
+            self.window = Window::new(now);
+        }
+        if throttled {
+            self.window.throttled += 1;
+        } else {
+            self.window.ok += 1;
+        }
     }
 }
 
@@ -248,7 +296,7 @@ impl TenantLimiter {
             let until = now + after;
             b.paused_until = Some(b.paused_until.map_or(until, |p| p.max(until)));
         }
-        b.window.throttled += 1;
+        b.count(true, now);
         if b.close_window(now) {
             self.metrics.tenant_rate(tenant, b.rate);
         }
@@ -259,7 +307,7 @@ impl TenantLimiter {
         let bucket = self.bucket(tenant);
         let mut b = bucket.lock().unwrap();
         let now = Instant::now();
-        b.window.ok += 1;
+        b.count(false, now);
         let lowered = b.close_window(now);
         // Recover with time, not with the number of answers; a probe holds its rate until
         // its window is judged.

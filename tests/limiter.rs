@@ -1,0 +1,93 @@
+//! The adaptive limiter against the throttling Graph really does: a token bucket per app
+//! and tenant (the emulator's `throttle`), whose 429s depend on how fast the client sends.
+//! The fault suite (tests/chaos.rs) covers the other kind, 429s drawn whatever the rate,
+//! where the limiter must not slow down.
+//!
+//! Demand here is 150 resources polled every second against a bucket refilled at 10/s, with
+//! the operator allowed 50/s: the limiter has to find the refill and stay near it.
+
+use std::time::Duration;
+
+use pwreset_testkit::harness::{SECRET, TENANT};
+use pwreset_testkit::observe::metric_sum;
+use pwreset_testkit::{Harness, Operator, eventually};
+use serde_json::json;
+
+const REFILL: f64 = 10.0;
+const CONFIGURED: f64 = 50.0;
+const RESOURCES: usize = 150;
+/// Time to find the refill (a few windows and a probe or two), then the judged period.
+const SETTLE: Duration = Duration::from_secs(60);
+const JUDGED: Duration = Duration::from_secs(60);
+/// The band, as in the limiter's unit tests (src/graph/limiter/tests.rs): the allowed rate
+/// never below a third of the refill (no collapse) and on average within [0.6, 1.6] × the
+/// refill; at least 70% of the refill gets through; at most a fifth of the GETs throttled.
+/// A probe drops the rate to 0.9 × what got through, then it climbs back past the refill
+/// until the throttled share starts the next probe.
+const LOWEST: f64 = 1.0 / 3.0;
+const MEAN: (f64, f64) = (0.6, 1.6);
+
+async fn allowed_rate(op: &Operator) -> f64 {
+    let (status, body) = op.http_get("/metrics").await.expect("/metrics reachable");
+    assert_eq!(status, 200);
+    let rate = metric_sum(&body, "pwreset_tenant_allowed_rate");
+    assert!(rate > 0.0, "no pwreset_tenant_allowed_rate sample: {body}");
+    rate
+}
+
+#[tokio::test]
+async fn the_limiter_settles_near_a_token_buckets_refill_without_collapsing() {
+    let rate = CONFIGURED.to_string();
+    let h = Harness::start(&["--tenant-rate", &rate, "--tenant-burst", &rate]).await;
+    h.emulator
+        .admin("POST", "/tenants", json!({"id": TENANT, "throttle": {"capacity": 20, "refillPerSecond": REFILL}}))
+        .await;
+    let ops: Vec<_> =
+        (0..RESOURCES).map(|i| json!({"userId": "u1", "id": format!("op-{i}"), "status": "running"})).collect();
+    h.emulator.client().add_operations(ops).await.unwrap();
+    for i in 0..RESOURCES {
+        let spec = json!({"userId": "u1", "operationId": format!("op-{i}"), "credentialsSecretRef": {"name": SECRET}});
+        h.create(&format!("r-{i}"), spec).await;
+    }
+    // Control: Graph does throttle this demand (the bucket is real), so the limiter is tested.
+    eventually("Graph throttling the tenant", Duration::from_secs(30), || async {
+        let stats = h.emulator.client().stats().await.map_err(|e| e.to_string())?;
+        let throttled = stats["byStatus"]["429"].as_u64().unwrap_or(0);
+        if throttled > 0 { Ok(()) } else { Err(stats.to_string()) }
+    })
+    .await;
+    let started = jiff::Timestamp::now().as_millisecond();
+
+    // Sampling at a fixed cadence is the measurement itself, not a wait for something.
+    let mut samples = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    while samples.len() < ((SETTLE + JUDGED).as_millis() / 500) as usize {
+        tick.tick().await;
+        samples.push(allowed_rate(&h.operator).await);
+    }
+    let judged = &samples[(SETTLE.as_millis() / 500) as usize..];
+    let (lowest, highest) = judged.iter().fold((f64::MAX, 0.0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+    let mean = judged.iter().sum::<f64>() / judged.len() as f64;
+
+    // What got through, from Graph's side, over the judged period.
+    let from = started + SETTLE.as_millis() as i64;
+    let log = h.emulator.requests().await;
+    let judged_gets: Vec<_> =
+        log.iter().filter(|r| r["kind"] == "operationGet" && r["timeMs"].as_i64().is_some_and(|t| t >= from)).collect();
+    let ok = judged_gets.iter().filter(|r| r["status"] == 200).count() as f64;
+    let throttled = judged_gets.iter().filter(|r| r["status"] == 429).count() as f64;
+    let seconds = JUDGED.as_secs_f64();
+    println!(
+        "allowed rate over {seconds} s: lowest {lowest:.2}/s, mean {mean:.2}/s, highest {highest:.2}/s; \
+         goodput {:.2}/s; 429 share {:.1}%",
+        ok / seconds,
+        100.0 * throttled / (ok + throttled).max(1.0)
+    );
+    assert!(lowest >= LOWEST * REFILL, "the rate collapsed to {lowest:.2}/s (refill {REFILL}/s): {judged:?}");
+    assert!(
+        (MEAN.0 * REFILL..=MEAN.1 * REFILL).contains(&mean),
+        "the rate averaged {mean:.2}/s (refill {REFILL}/s): {judged:?}"
+    );
+    assert!(ok / seconds >= 0.7 * REFILL, "goodput {:.2}/s of a {REFILL}/s refill", ok / seconds);
+    assert!(throttled / (ok + throttled) <= 0.2, "{throttled} of {} GETs throttled", ok + throttled);
+}
