@@ -19,6 +19,7 @@ use crate::graph::limiter::{Limits, TenantLimiter};
 use crate::graph::{Graph, GraphClient};
 use crate::leader::{self, LeaderSettings};
 use crate::metrics::Metrics;
+use crate::outbound::{self, ClientSettings};
 use crate::server::{self, Health};
 use crate::shard::Shard;
 
@@ -31,13 +32,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     check_endpoint("--graph-url", &graph_url, args.allow_plain_http)?;
     let kube = kube::Client::try_default().await.context("connecting to Kubernetes")?;
     let metrics = Arc::new(Metrics::default());
-    let http = reqwest::Client::builder()
-        .user_agent(concat!("pwreset-operator/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(args.graph_timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .context("building the HTTP client")?;
+    // One client (one TLS configuration, one pool) for Graph and the token endpoint.
+    let http = outbound::client(&ClientSettings {
+        timeout: args.graph_timeout,
+        extra_ca_file: args.extra_ca_file.as_deref(),
+    })?;
     let client = GraphClient::new(http.clone(), graph_url.clone(), metrics.clone());
     let authority_host = std::env::var("AZURE_AUTHORITY_HOST").ok();
     let login_url = token_authority(args.login_url.as_ref(), authority_host.as_deref(), args.cloud)?;
