@@ -130,4 +130,14 @@ mod tests {
         assert!(tls_advice(tls_error(&wrapped).unwrap()).contains("--extra-ca-file"));
         assert!(tls_error(&std::io::Error::from(std::io::ErrorKind::ConnectionRefused)).is_none());
     }
+
+    #[test]
+    fn each_certificate_problem_is_named() {
+        use rustls::CertificateError as C;
+        let advice = |c: C| tls_advice(&rustls::Error::InvalidCertificate(c));
+        assert!(advice(C::NotValidForName).contains("host name"));
+        assert!(advice(C::Expired).contains("expired"));
+        assert!(advice(C::Revoked).contains("refused"));
+        assert_eq!(tls_advice(&rustls::Error::HandshakeNotComplete), "TLS handshake failed");
+    }
 }
