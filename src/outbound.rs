@@ -48,7 +48,26 @@ pub fn client(settings: &ClientSettings<'_>) -> anyhow::Result<reqwest::Client> 
             tracing::info!(%var, value = %value.to_string_lossy(), "system CA store taken from the environment");
         }
     }
+    for var in ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"] {
+        if let Ok(value) = std::env::var(var) {
+            tracing::info!(%var, value = %without_userinfo(&value), "proxy setting from the environment");
+        }
+    }
     builder.build().context("building the HTTP client (is the system CA store readable?)")
+}
+
+/// A proxy URL as it may be logged: `user:password@` removed.
+fn without_userinfo(value: &str) -> String {
+    match url::Url::parse(value) {
+        Ok(mut url) if !url.username().is_empty() || url.password().is_some() => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.to_string()
+        }
+        // NO_PROXY lists, and URLs without credentials, as they are.
+        Ok(_) | Err(_) if !value.contains('@') => value.to_string(),
+        _ => "(set; not shown: it may hold credentials)".to_string(),
+    }
 }
 
 /// The certificates of a PEM bundle; refuses a file without one (a wrong key in a Secret
@@ -129,6 +148,14 @@ mod tests {
         assert!(tls_error(&wrapped).is_some());
         assert!(tls_advice(tls_error(&wrapped).unwrap()).contains("--extra-ca-file"));
         assert!(tls_error(&std::io::Error::from(std::io::ErrorKind::ConnectionRefused)).is_none());
+    }
+
+    #[test]
+    fn proxy_credentials_are_never_logged() {
+        assert_eq!(without_userinfo("http://user:s3cret@proxy.corp:3128"), "http://proxy.corp:3128/");
+        assert_eq!(without_userinfo("http://proxy.corp:3128"), "http://proxy.corp:3128");
+        assert_eq!(without_userinfo("localhost,.svc,10.0.0.0/8"), "localhost,.svc,10.0.0.0/8");
+        assert!(!without_userinfo("user:s3cret@proxy.corp:3128").contains("s3cret"));
     }
 
     #[test]

@@ -160,13 +160,17 @@ async fn graph_and_the_token_endpoint_are_reached_through_https_proxy() {
     let login = format!("https://localhost:{port}");
     let (graph_target, login_target) = (format!("127.0.0.1:{port}"), format!("localhost:{port}"));
     let ca = pki.ca_file.display().to_string();
-    let proxy_url = proxy.url();
+    // With credentials, as corporate proxies often want: they must never reach the logs.
+    let proxy_url = proxy.url().replace("http://", "http://tester:proxy-s3cret@");
     let op = operator(parts.cp, &parts.ns, &graph, &login, &["--extra-ca-file", &ca], &[("HTTPS_PROXY", &proxy_url)]);
     op.wait_ready().await;
     let mut h = parts.with_operator(op);
     both_succeed(&h, "proxied").await;
     assert!(proxy.tunnels_to(&graph_target) > 0, "Graph went through the proxy: {:?}", proxy.targets());
     assert!(proxy.tunnels_to(&login_target) > 0, "the token endpoint went through the proxy: {:?}", proxy.targets());
+    let logs = h.operator.logs();
+    assert!(logs.contains("proxy setting from the environment"), "the start says which proxy");
+    assert!(!logs.contains("proxy-s3cret"), "no proxy password in the logs");
 
     // NO_PROXY is honoured: the token endpoint is reached directly, Graph still tunnelled.
     h.operator.stop();
