@@ -52,6 +52,12 @@ pub struct RunArgs {
     #[arg(long, env = "PWRESET_ALLOW_PLAIN_HTTP")]
     pub allow_plain_http: bool,
 
+    /// PEM file of CA certificates trusted for Graph and the token endpoint in addition to the
+    /// system's (a TLS-inspecting proxy's CA, a private CA). SSL_CERT_FILE, by contrast,
+    /// replaces the system's.
+    #[arg(long, env = "PWRESET_EXTRA_CA_FILE")]
+    pub extra_ca_file: Option<std::path::PathBuf>,
+
     /// The only directory a Secret's federatedTokenFile may point into.
     #[arg(long, env = "PWRESET_FEDERATED_TOKEN_DIR", default_value = "/var/run/secrets/azure/tokens")]
     pub federated_token_dir: std::path::PathBuf,

@@ -21,6 +21,7 @@ pub mod graph;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod outbound;
 pub mod reason;
 pub mod reconcile;
 pub mod run;

@@ -19,6 +19,7 @@ use crate::graph::limiter::{Limits, TenantLimiter};
 use crate::graph::{Graph, GraphClient};
 use crate::leader::{self, LeaderSettings};
 use crate::metrics::Metrics;
+use crate::outbound::{self, ClientSettings};
 use crate::server::{self, Health};
 use crate::shard::Shard;
 
@@ -30,7 +31,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let graph_url = graph_url(&args)?;
     let kube = kube::Client::try_default().await.context("connecting to Kubernetes")?;
     let metrics = Arc::new(Metrics::default());
-    let http = http_client(Duration::from_secs(10), args.graph_timeout)?;
+    // One client (one TLS configuration, one pool) for Graph and the token endpoint.
+    let http = outbound::client(&ClientSettings {
+        timeout: args.graph_timeout,
+        extra_ca_file: args.extra_ca_file.as_deref(),
+    })?;
     let client = GraphClient::new(http.clone(), graph_url.clone(), metrics.clone());
     let login_url = login_url(&args)?;
     let auth = auth_settings(&args, login_url.clone());
@@ -181,16 +186,6 @@ pub fn auth_settings(args: &RunArgs, login_url: Url) -> AuthSettings {
 
 /// The HTTP client for Graph and the token endpoint (`check` uses the same one, so it sees
 /// the same TLS roots and redirect policy as `run`).
-pub fn http_client(connect_timeout: Duration, timeout: Duration) -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .user_agent(concat!("pwreset-operator/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(connect_timeout)
-        .timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .context("building the HTTP client")
-}
-
 /// The token authority: `--login-url`, else `AZURE_AUTHORITY_HOST` (Azure Workload Identity
 /// sets it to the cloud's authority), else the cloud's.
 fn token_authority(flag: Option<&Url>, env: Option<&str>, cloud: crate::graph::Cloud) -> anyhow::Result<Url> {

@@ -584,6 +584,41 @@ fn bad_values_fail_with_a_message_naming_the_field() {
     assert!(!out.status.success(), "nothing was created");
 }
 
+#[test]
+fn extra_ca_certificates_are_mounted_read_only_and_passed_as_a_flag() {
+    let default = of_kind(&render("ops", &[]), "Deployment")[0].clone();
+    assert!(!args_of(&default).iter().any(|a| a.starts_with("--extra-ca-file")), "off by default");
+    assert!(!serde_json::to_string(&default).unwrap().contains("extra-ca"));
+
+    for (source, volume_field, name_field) in
+        [("configMapName", "configMap", "name"), ("secretName", "secret", "secretName")]
+    {
+        let objs = render(
+            "ops",
+            &["--set", &format!("extraCACertificates.{source}=corp-ca"), "--set", "extraCACertificates.key=bundle.pem"],
+        );
+        let d = of_kind(&objs, "Deployment")[0];
+        let args = args_of(d);
+        assert_flags_exist(&args);
+        assert!(args.contains(&"--extra-ca-file=/etc/pwreset/extra-ca/ca.crt".to_string()), "{args:?}");
+        let mounts = container(d)["volumeMounts"].as_array().unwrap();
+        let mount = mounts.iter().find(|m| m["name"] == "extra-ca").expect("extra-ca mount");
+        assert_eq!(mount["mountPath"], "/etc/pwreset/extra-ca");
+        assert_eq!(mount["readOnly"], true);
+        let volumes = d["spec"]["template"]["spec"]["volumes"].as_array().unwrap();
+        let volume = volumes.iter().find(|v| v["name"] == "extra-ca").expect("extra-ca volume");
+        assert_eq!(volume[volume_field][name_field], "corp-ca", "{source}");
+        assert_eq!(volume[volume_field]["items"], json!([{"key": "bundle.pem", "path": "ca.crt"}]), "{source}");
+    }
+
+    let err =
+        template("ops", &["--set", "extraCACertificates.configMapName=a", "--set", "extraCACertificates.secretName=b"])
+            .expect_err("both sources");
+    assert!(err.contains("extraCACertificates"), "{err}");
+    let err = template("ops", &["--set", "extraCACertificates.configMapName=Corp_CA"]).expect_err("bad name");
+    assert!(err.contains("/extraCACertificates/configMapName"), "{err}");
+}
+
 // ---------------------------------------------------------------------------------------
 // The real API server
 // ---------------------------------------------------------------------------------------

@@ -135,7 +135,27 @@ fn make_image_builds_what_the_dockerfile_describes() {
             assert!(files.contains_key(path), "{path} (from `{}`) is not in the image", line.trim());
         }
     }
+    // The public roots Graph's certificate verifies against, where SSL_CERT_FILE points; the
+    // chart's extraCACertificates (--extra-ca-file) are added to this bundle, not swapped in.
     assert!(files.contains_key("/etc/ssl/certs/ca-certificates.crt"));
+    let env: Vec<String> = serde_json::from_value(c["Env"].clone()).unwrap();
+    assert!(env.contains(&"SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt".to_string()), "{env:?}");
+    let bundle = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|layer| {
+            let out = Command::new("tar")
+                .args(["-xzOf"])
+                .arg(blob(dir.path(), layer["digest"].as_str().unwrap()))
+                .arg("etc/ssl/certs/ca-certificates.crt")
+                .output()
+                .unwrap();
+            out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        })
+        .expect("the CA bundle's layer");
+    let count = bundle.matches("-----BEGIN CERTIFICATE-----").count();
+    assert!(count > 100, "a full public CA bundle, not {count} certificates");
     let user = d.user.split(':').next().unwrap();
     assert!(files.contains_key("/etc/passwd"));
     let passwd = Command::new("tar")

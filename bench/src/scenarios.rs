@@ -185,6 +185,7 @@ async fn world(cfg: &Cfg, id: &str) -> anyhow::Result<World> {
         args: vec!["--log-format".into(), "json".into()],
         env: vec![("RUST_LOG".into(), "warn".into())],
         log: Some(dir.join("emulator.log")),
+        ..emulator::Options::default()
     })?;
     let emu = emulator.client().clone();
     emu.add_token(TOKEN, TENANT).await?;

@@ -17,6 +17,7 @@
 //! - `identity`: tenants, clients, access and refresh tokens
 //! - `throttle`, `faults`: per-tenant token buckets, random faults
 //! - `reqlog`: request log and counters
+//! - `tls`: the HTTPS listener (`--tls-cert`, `--tls-key`)
 
 mod admin;
 pub mod config;
@@ -32,6 +33,7 @@ mod server;
 mod state;
 mod throttle;
 mod timefmt;
+mod tls;
 mod token;
 mod token_faults;
 mod users;

@@ -1,20 +1,24 @@
 //! Command line, logging, and the server's life cycle: bind, announce,
 //! serve, stop on SIGTERM/SIGINT.
 
-use std::future::IntoFuture as _;
+use std::future::{Future, IntoFuture as _};
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::pin::Pin;
+
 use anyhow::Context as _;
+use axum::serve::ListenerExt as _;
 use clap::{Parser, ValueEnum};
 use tokio::net::TcpListener;
 
 use super::config::Config;
 use super::http::router;
 use super::state::Emulator;
+use super::tls::{self, TlsListener};
 
 /// In-flight requests get this long to finish after a stop signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -36,6 +40,12 @@ pub struct Args {
     /// Serve the admin API (`/_emulator`) to non-loopback callers too.
     #[arg(long)]
     pub allow_remote_admin: bool,
+    /// Serve HTTPS with this PEM certificate chain (leaf first); needs --tls-key.
+    #[arg(long, env = "GRAPH_EMULATOR_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "GRAPH_EMULATOR_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -65,9 +75,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Some(path) => Config::load(path).await?,
         None => Config::default(),
     };
+    // Read the certificate before binding too: a wrong path fails before anyone waits.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::server_config(cert, key)?),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
-    let listen_url = format!("http://{addr}");
+    let listen_url = format!("{scheme}://{addr}");
     // Bound to all interfaces: `http://0.0.0.0:…` is no URL to send clients
     // to, so `Location` defaults to loopback (set `publicBaseUrl` otherwise).
     let public_ip = match addr.ip() {
@@ -75,7 +91,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
         ip => ip,
     };
-    let default_public_url = format!("http://{}", SocketAddr::new(public_ip, addr.port()));
+    let default_public_url = format!("{scheme}://{}", SocketAddr::new(public_ip, addr.port()));
     let emulator = Emulator::new(default_public_url, config).map_err(|e| anyhow::anyhow!("invalid config: {e}"))?;
     let emulator = Arc::new(emulator);
     let app = router(emulator.clone(), args.allow_remote_admin);
@@ -94,13 +110,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
 
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move {
-            // An error means the sender is gone: stop as well.
-            let _ = stop_rx.wait_for(|stop| *stop).await;
-        })
-        .into_future();
-    tokio::pin!(server);
+    // An error means the sender is gone: stop as well.
+    let stopped = async move {
+        let _ = stop_rx.wait_for(|stop| *stop).await;
+    };
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    let mut server: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match tls {
+        // `tap_io` only so that axum's generic `ConnectInfo<SocketAddr>` applies to our listener
+        // (the admin API checks for loopback callers).
+        Some(config) => Box::pin(
+            axum::serve(TlsListener::new(listener, config)?.tap_io(|_| {}), service)
+                .with_graceful_shutdown(stopped)
+                .into_future(),
+        ),
+        None => Box::pin(axum::serve(listener, service).with_graceful_shutdown(stopped).into_future()),
+    };
 
     tokio::select! {
         result = &mut server => return result.context("server failed"),

@@ -98,7 +98,9 @@ pub async fn check(args: &CheckArgs) -> Vec<CheckResult> {
     let timeout = args.timeout;
     let graph_url = crate::run::graph_url(&args.run);
     let login_url = crate::run::login_url(&args.run);
-    let http = match crate::run::http_client(timeout, timeout) {
+    // The operator's own client: the same trusted roots (--extra-ca-file) and proxies.
+    let settings = crate::outbound::ClientSettings { timeout, extra_ca_file: args.run.extra_ca_file.as_deref() };
+    let http = match crate::outbound::client(&settings) {
         Ok(http) => http,
         Err(e) => return vec![CheckResult::fail("http", format!("{e:#}"))],
     };

@@ -10,7 +10,7 @@ use super::credential::{AuthSettings, Credential, SecretString, read_token_file}
 use super::error::CredentialError;
 use crate::http::{ReadError, read_limited, retry_after};
 use crate::metrics::Metrics;
-use crate::text::error_chain;
+use crate::outbound;
 
 const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// Lifetime assumed when the answer does not say (Entra's usual).
@@ -131,7 +131,7 @@ impl TokenEndpoint {
             .await
             .map_err(|e| {
                 self.metrics.token_request(tenant, "none");
-                endpoint_error(error_chain(&e))
+                endpoint_error(outbound::describe(&e))
             })?;
         let status = response.status();
         let retry_after = retry_after(response.headers());
@@ -145,7 +145,10 @@ impl TokenEndpoint {
             }
             Err(ReadError::CutOff(e)) => {
                 self.metrics.token_request(tenant, "none");
-                return Err(endpoint_error(format!("the token endpoint's answer was cut off: {}", error_chain(&e))));
+                return Err(endpoint_error(format!(
+                    "the token endpoint's answer was cut off: {}",
+                    outbound::describe(&e)
+                )));
             }
         };
         if !status.is_success() {

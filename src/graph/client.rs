@@ -11,7 +11,8 @@ use super::model::{ErrorBody, LongRunningOperation};
 use crate::credentials::SecretString;
 use crate::http::{ReadError, read_limited, retry_after};
 use crate::metrics::Metrics;
-use crate::text::{error_chain, truncate};
+use crate::outbound;
+use crate::text::truncate;
 
 /// Answers larger than this are refused unread: an operation is a few hundred bytes.
 const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -214,7 +215,7 @@ fn transport_error(e: reqwest::Error) -> GraphError {
     // reqwest's message names the URL (no credentials in it) and the cause.
     let kind = if e.is_timeout() { GraphErrorKind::Timeout } else { GraphErrorKind::Unavailable };
     let what = if e.is_timeout() { "timed out" } else { "failed" };
-    GraphError::new(kind, format!("the request to Graph {what}: {}", error_chain(&e)))
+    GraphError::new(kind, format!("the request to Graph {what}: {}", outbound::describe(&e)))
 }
 
 async fn read_bounded(response: reqwest::Response) -> Result<Vec<u8>, GraphError> {

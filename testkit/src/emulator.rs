@@ -22,6 +22,8 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// Where its logs (stderr) go; discarded when None.
     pub log: Option<PathBuf>,
+    /// With `--tls-cert` in `args`: the CA (PEM) the admin client trusts.
+    pub ca_pem: Option<String>,
 }
 
 pub struct Emulator {
@@ -56,7 +58,10 @@ impl Emulator {
         let url = wait_for_line(&mut child, Duration::from_secs(20), "graph-emulator", |l| {
             l.strip_prefix("listening on ").map(|u| u.trim().to_string())
         })?;
-        let client = EmulatorClient::new(&url);
+        let client = match &options.ca_pem {
+            Some(pem) => EmulatorClient::trusting(&url, pem)?,
+            None => EmulatorClient::new(&url),
+        };
         Ok(Emulator { child, url, client })
     }
 
@@ -139,6 +144,21 @@ impl EmulatorClient {
         crate::init_crypto();
         let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("HTTP client");
         EmulatorClient { http, base: format!("{url}/_emulator") }
+    }
+
+    /// A client of an HTTPS emulator whose certificate `ca_pem` signed (and nothing else:
+    /// the test CA is all it trusts).
+    pub fn trusting(url: &str, ca_pem: &str) -> anyhow::Result<EmulatorClient> {
+        crate::init_crypto();
+        let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes()).context("parsing the test CA")?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .tls_certs_only([ca])
+            // The admin API is loopback only: a proxy in the test's environment must not see it.
+            .no_proxy()
+            .build()
+            .context("HTTP client")?;
+        Ok(EmulatorClient { http, base: format!("{url}/_emulator") })
     }
 
     pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {

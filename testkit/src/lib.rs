@@ -12,6 +12,8 @@ pub mod kube;
 pub mod observe;
 pub mod operator;
 pub mod process;
+pub mod proxy;
+pub mod tls;
 pub mod wait;
 pub mod watch;
 

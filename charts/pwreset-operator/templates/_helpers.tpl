@@ -147,6 +147,9 @@ app.kubernetes.io/component: operator
 {{- if $root.Values.allowPlainHttp }}
 - "--allow-plain-http"
 {{- end }}
+{{- if include "pwreset-operator.extraCAFrom" $root }}
+- "--extra-ca-file=/etc/pwreset/extra-ca/ca.crt"
+{{- end }}
 {{- with $root.Values.workloadIdentityNamespaces }}
 - {{ printf "--workload-identity-namespaces=%v" (join "," .) | quote }}
 {{- end }}
@@ -190,5 +193,44 @@ app.kubernetes.io/component: operator
   value: {{ .Values.logLevel | quote }}
 {{- with .Values.extraEnv }}
 {{- toYaml . | nindent 0 }}
+{{- end }}
+{{- end }}
+
+{{/*
+Extra CA certificates (values.extraCACertificates): mounted into the operator and the
+`helm test` Pod alike, and added to the system's roots with --extra-ca-file.
+*/}}
+{{- define "pwreset-operator.extraCAFrom" -}}
+{{- $ca := .Values.extraCACertificates }}
+{{- if and $ca.configMapName $ca.secretName }}
+{{- fail "extraCACertificates: set configMapName or secretName, not both" }}
+{{- end }}
+{{- or $ca.configMapName $ca.secretName }}
+{{- end }}
+
+{{- define "pwreset-operator.extraCAVolumeMount" -}}
+{{- if include "pwreset-operator.extraCAFrom" . }}
+- name: extra-ca
+  mountPath: /etc/pwreset/extra-ca
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "pwreset-operator.extraCAVolume" -}}
+{{- $ca := .Values.extraCACertificates }}
+{{- if $ca.configMapName }}
+- name: extra-ca
+  configMap:
+    name: {{ $ca.configMapName | quote }}
+    items:
+      - key: {{ $ca.key | quote }}
+        path: ca.crt
+{{- else if $ca.secretName }}
+- name: extra-ca
+  secret:
+    secretName: {{ $ca.secretName | quote }}
+    items:
+      - key: {{ $ca.key | quote }}
+        path: ca.crt
 {{- end }}
 {{- end }}
