@@ -20,6 +20,7 @@
 
 mod admin;
 pub mod config;
+mod device_code;
 mod faults;
 mod graph;
 mod graph_answers;
