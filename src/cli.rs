@@ -28,6 +28,8 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Print the CustomResourceDefinition as YAML.
     Crd,
+    /// Sign a person in (device code) and store the refresh token in the credentials Secret.
+    Login(Box<crate::login::LoginArgs>),
 }
 
 #[derive(clap::Args, Debug)]

@@ -18,6 +18,7 @@ pub mod events;
 pub mod graph;
 pub mod http;
 pub mod leader;
+pub mod login;
 pub mod metrics;
 pub mod reason;
 pub mod reconcile;
