@@ -9,9 +9,11 @@ pub mod control_plane;
 pub mod emulator;
 pub mod harness;
 pub mod kube;
+pub mod leaks;
 pub mod observe;
 pub mod operator;
 pub mod process;
+pub mod run;
 pub mod wait;
 pub mod watch;
 

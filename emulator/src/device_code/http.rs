@@ -244,8 +244,9 @@ async fn approve(
     let Ok(Path(user_code)) = path else { return admin_error(StatusCode::BAD_REQUEST, "bad user code") };
     let approval: Approval = match read_body(body, ADMIN_BODY_LIMIT).await {
         Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Approval::default(),
-        Ok(bytes) => match serde_json::from_slice(&bytes) {
-            Ok(a) => a,
+        // `null` is no approval details, as an empty body.
+        Ok(bytes) => match serde_json::from_slice::<Option<Approval>>(&bytes) {
+            Ok(a) => a.unwrap_or_default(),
             Err(e) => return admin_error(StatusCode::BAD_REQUEST, &format!("invalid JSON: {e}")),
         },
         Err(_) => return admin_error(StatusCode::BAD_REQUEST, "unreadable body"),

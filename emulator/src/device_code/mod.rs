@@ -66,6 +66,7 @@ pub struct Timing {
 #[derive(Debug, Clone)]
 struct Entry {
     request: NewCode,
+    device_code: String,
     user_code: String,
     issued: Instant,
     expires: Instant,
@@ -158,6 +159,7 @@ impl DeviceCodes {
         };
         let entry = Entry {
             request,
+            device_code: device_code.clone(),
             user_code: user_code.clone(),
             issued: now,
             expires: now + timing.expires_in,
@@ -248,7 +250,7 @@ impl DeviceCodes {
         Ok(view(entry, now))
     }
 
-    /// Every remembered code, oldest first (never the device code itself).
+    /// Every remembered code, oldest first.
     pub fn list(&mut self, now: Instant) -> Vec<Value> {
         let mut entries: Vec<&mut Entry> = self.entries.values_mut().collect();
         entries.sort_by_key(|e| e.issued);
@@ -262,7 +264,8 @@ impl DeviceCodes {
     }
 }
 
-/// The admin view of a code: what a test or demo needs, no secret.
+/// The admin view of a code. It includes the device code, as `GET /_emulator/config`
+/// includes refresh tokens: the admin API is for tests, which scan outputs for it.
 fn view(e: &Entry, now: Instant) -> Value {
     let subject = match &e.state {
         State::Approved { subject } => subject.clone(),
@@ -270,6 +273,7 @@ fn view(e: &Entry, now: Instant) -> Value {
     };
     json!({
         "userCode": e.user_code,
+        "deviceCode": e.device_code,
         "tenant": e.request.tenant,
         "clientId": e.request.client_id,
         "state": e.state_name(now),
