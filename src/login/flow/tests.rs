@@ -11,7 +11,9 @@ fn microsofts_device_code_answer_is_read_and_gaps_are_named() {
     assert!(a.message.unwrap().contains("YZMYLD4K"));
     assert!(!format!("{:?}", a.device_code).contains("HAQAB"), "the device code never prints");
 
-    let cases: &[(&str, Result<(u64, u64), &str>)] = &[
+    /// Ok((expires_in, interval)) or Err(words of the error).
+    type Expected = Result<(u64, u64), &'static str>;
+    let cases: &[(&str, Expected)] = &[
         // v1 field name, string numbers, interval missing → 5 s.
         (r#"{"user_code":"U","device_code":"D","verification_url":"https://x","expires_in":"600"}"#, Ok((600, 5))),
         (
