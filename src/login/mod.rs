@@ -231,7 +231,7 @@ fn show_instructions(auth: &DeviceAuthorization) {
     let _ = writeln!(out, "\n  code:   {}\n  page:   {}", auth.user_code, auth.verification_uri);
     let _ = writeln!(
         out,
-        "  within {} s, as an administrator with a role that may read password-reset operations \
+        "  sign in within {} s as an administrator with a role that may read password-reset operations \
          (Authentication Administrator, Privileged Authentication Administrator or Global Reader).\n",
         auth.expires_in.as_secs()
     );
