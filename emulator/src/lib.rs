@@ -19,6 +19,7 @@
 //! - `reqlog`: request log and counters
 
 mod admin;
+mod client_auth;
 pub mod config;
 mod device_code;
 mod faults;

@@ -19,12 +19,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{AdminRefusal, NewCode, Poll, Timing};
+use crate::client_auth::authenticate_client;
 use crate::config::TokenKind;
 use crate::http::{ADMIN_BODY_LIMIT, API_BODY_LIMIT, BodyError, LogInfo, RequestCtx, admin_error, read_body};
 use crate::identity::AccessToken;
 use crate::reqlog::RouteKind;
 use crate::state::{Emulator, lock};
-use crate::token::{TokenError, authenticate_client, consent_missing, granted, parse_delegated_scope, token_json};
+use crate::token::{TokenError, consent_missing, granted, parse_delegated_scope, token_json};
 
 type Form = HashMap<String, String>;
 
