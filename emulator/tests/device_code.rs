@@ -57,6 +57,9 @@ async fn a_device_code_sign_in_yields_a_refresh_token_of_the_approving_user() {
     let refresh_token = tokens["refresh_token"].as_str().unwrap();
     let (_, again) = poll(&emu, device_code).await;
     assert_eq!(again["error"], "invalid_grant", "a device code is spent once redeemed");
+    let (_, codes) = emu.admin(Method::GET, "/device-codes", None).await;
+    assert_eq!((codes[0]["state"].as_str(), codes[0]["userId"].as_str()), (Some("redeemed"), Some("admin-9")));
+    assert_eq!(codes[0]["slowDowns"], 1);
 
     // The refresh token works with the refresh grant; its tokens act as admin-9, which the
     // self-reset check shows: admin-9 may not reset admin-9's password.

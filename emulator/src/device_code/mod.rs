@@ -38,8 +38,10 @@ enum State {
         subject: Option<String>,
     },
     Declined,
-    /// Tokens were issued; the code is spent.
-    Redeemed,
+    /// Tokens were issued (acting as `subject`); the code is spent.
+    Redeemed {
+        subject: Option<String>,
+    },
 }
 
 /// What the device-code request asked for, checked by the caller.
@@ -90,7 +92,7 @@ impl Entry {
 
     fn state_name(&self, now: Instant) -> &'static str {
         match &self.state {
-            State::Redeemed => "redeemed",
+            State::Redeemed { .. } => "redeemed",
             _ if now >= self.expires => "expired",
             State::Pending => "pending",
             State::Approved { .. } => "approved",
@@ -201,13 +203,13 @@ impl DeviceCodes {
         entry.catch_up(now);
         let previous = entry.last_poll.replace(now);
         match &entry.state {
-            State::Redeemed => Poll::Redeemed,
+            State::Redeemed { .. } => Poll::Redeemed,
             _ if now >= entry.expires => Poll::Expired,
             State::Declined => Poll::Declined,
             State::Approved { subject } => {
-                let answer = Poll::Approved { request: entry.request.clone(), subject: subject.clone() };
-                entry.state = State::Redeemed;
-                answer
+                let subject = subject.clone();
+                entry.state = State::Redeemed { subject: subject.clone() };
+                Poll::Approved { request: entry.request.clone(), subject }
             }
             State::Pending => {
                 // RFC 8628 3.5: the client adds 5 s to its interval on slow_down; the
@@ -268,7 +270,7 @@ impl DeviceCodes {
 /// includes refresh tokens: the admin API is for tests, which scan outputs for it.
 fn view(e: &Entry, now: Instant) -> Value {
     let subject = match &e.state {
-        State::Approved { subject } => subject.clone(),
+        State::Approved { subject } | State::Redeemed { subject } => subject.clone(),
         _ => None,
     };
     json!({
