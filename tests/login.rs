@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 const TENANT_ID: &str = "11111111-2222-3333-4444-555555555555";
 const TENANT: &str = "contoso.onmicrosoft.com";
 const CLIENT: &str = "app-public";
+const CLIENT_SECRET: &str = "confidential-app-secret-5d1e";
 /// Every run of login ends well within this (the slowest, slow_down, takes about 9 s).
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -38,7 +39,9 @@ async fn world(device_code: Value) -> World {
         "deviceCode": device_code,
         "tenants": [{"id": TENANT_ID, "aliases": [TENANT], "clients": [
             {"clientId": CLIENT, "subject": "admin-1",
-             "scopes": ["UserAuthenticationMethod.Read.All", "UserAuthenticationMethod.ReadWrite.All"]}
+             "scopes": ["UserAuthenticationMethod.Read.All", "UserAuthenticationMethod.ReadWrite.All"]},
+            {"clientId": "app-confidential", "clientSecret": CLIENT_SECRET, "subject": "admin-1",
+             "scopes": ["UserAuthenticationMethod.Read.All"]}
         ]}],
     });
     emulator.admin("PUT", "/config", config).await;
@@ -48,7 +51,8 @@ async fn world(device_code: Value) -> World {
 impl World {
     fn login(&self, extra: &[&str]) -> Captured {
         let mut cmd = Command::new(pwreset_testkit::binary("pwreset-operator"));
-        cmd.args(["login", "--tenant", TENANT, "--client-id", CLIENT, "--login-url", &self.emulator.url])
+        let client = if extra.contains(&"--client-secret-file") { "app-confidential" } else { CLIENT };
+        cmd.args(["login", "--tenant", TENANT, "--client-id", client, "--login-url", &self.emulator.url])
             .args(["--namespace", &self.ns])
             .args(extra)
             .env("KUBECONFIG", self.cp.kubeconfig())
@@ -271,4 +275,18 @@ async fn a_dry_run_prints_placeholders_and_signs_nobody_in() {
     assert!(w.emulator.requests().await.is_empty(), "a dry run sends nothing to the identity platform");
     assert!(Api::<Secret>::namespaced(w.client.clone(), &w.ns).get_opt("team-creds").await.unwrap().is_none());
     assert_quiet(&run, &[]);
+}
+
+#[tokio::test]
+async fn a_confidential_app_signs_in_with_its_secret_and_stores_it() {
+    let w = world(json!({"intervalSeconds": 1, "autoApproveAfterSeconds": 1})).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("client-secret");
+    std::fs::write(&file, format!("{CLIENT_SECRET}\n")).unwrap();
+    let run = finish(w.login(&["--client-secret-file", file.to_str().unwrap()])).await;
+    assert_eq!(run.code, Some(0), "the emulator refuses a confidential client without its secret: {run:?}");
+    assert_eq!(w.secret_value("clientSecret").await.as_deref(), Some(CLIENT_SECRET));
+    assert_eq!(w.secret_value("clientId").await.as_deref(), Some("app-confidential"));
+    let token = w.secret_value("refreshToken").await.unwrap();
+    assert_quiet(&run, &[CLIENT_SECRET, &token]);
 }
