@@ -16,6 +16,8 @@ use serde_json::{Value, json};
 const TENANT_ID: &str = "11111111-2222-3333-4444-555555555555";
 const TENANT: &str = "contoso.onmicrosoft.com";
 const CLIENT: &str = "app-public";
+/// A refresh token the tests revoke, as Conditional Access or a password change would.
+const REVOKED: &str = "rt-revoked-before-the-test-91c2";
 const CLIENT_SECRET: &str = "confidential-app-secret-5d1e";
 /// Every run of login ends well within this (the slowest, slow_down, takes about 9 s).
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -38,7 +40,7 @@ async fn world(device_code: Value) -> World {
     let config = json!({
         "deviceCode": device_code,
         "tenants": [{"id": TENANT_ID, "aliases": [TENANT], "clients": [
-            {"clientId": CLIENT, "subject": "admin-1",
+            {"clientId": CLIENT, "subject": "admin-1", "refreshTokens": [REVOKED],
              "scopes": ["UserAuthenticationMethod.Read.All", "UserAuthenticationMethod.ReadWrite.All"]},
             {"clientId": "app-confidential", "clientSecret": CLIENT_SECRET, "subject": "admin-1",
              "scopes": ["UserAuthenticationMethod.Read.All"]}
@@ -289,4 +291,51 @@ async fn a_confidential_app_signs_in_with_its_secret_and_stores_it() {
     assert_eq!(w.secret_value("clientId").await.as_deref(), Some("app-confidential"));
     let token = w.secret_value("refreshToken").await.unwrap();
     assert_quiet(&run, &[CLIENT_SECRET, &token]);
+}
+
+#[tokio::test]
+async fn a_new_sign_in_unblocks_resources_waiting_for_one() {
+    let w = world(json!({"intervalSeconds": 1, "autoApproveAfterSeconds": 1})).await;
+    w.emulator.admin("POST", "/refresh-tokens/revoke", json!({"token": REVOKED})).await;
+    create_secret(
+        &w.client,
+        &w.ns,
+        "graph-credentials",
+        json!({"tenantId": TENANT, "clientId": CLIENT, "refreshToken": REVOKED}),
+    )
+    .await;
+    let operator = start_operator(w.cp, &w.ns, &w.emulator.url, &["--login-url", &w.emulator.url]);
+    operator.wait_ready().await;
+    w.emulator.add_operation(json!({"userId": "bob@contoso.com", "id": "op-blocked", "status": "succeeded"})).await;
+    create(
+        &w.client,
+        &w.ns,
+        "reset-bob",
+        json!({"userId": "bob@contoso.com", "operationId": "op-blocked",
+        "credentialsSecretRef": {"name": "graph-credentials"}}),
+    )
+    .await;
+    let api = Api::<pwreset_operator::api::PasswordResetOperation>::namespaced(w.client.clone(), &w.ns);
+    let wait_for = |what: &'static str, check: fn(&pwreset_operator::api::PasswordResetOperation) -> bool| {
+        let api = api.clone();
+        async move {
+            eventually(what, Duration::from_secs(60), || async {
+                let obj = api.get("reset-bob").await.map_err(|e| e.to_string())?;
+                if check(&obj) { Ok(()) } else { Err(format!("{:?}", obj.status)) }
+            })
+            .await
+        }
+    };
+    wait_for("Stalled with ReauthenticationRequired", |o| {
+        condition(o, "Stalled")
+            .is_some_and(|c| c.1 == "ReauthenticationRequired" && c.2.contains("pwreset-operator login"))
+    })
+    .await;
+
+    let run = finish(w.login(&[])).await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    wait_for("Ready=True after the new sign-in", |o| condition(o, "Ready").is_some_and(|c| c.0 == "True")).await;
+    let token = w.secret_value("refreshToken").await.unwrap();
+    assert_quiet(&run, &[REVOKED, &token]);
+    assert_no_leak("operator logs", &operator.logs(), &[&token]);
 }
