@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make demo`: a local Kubernetes control plane, the Graph emulator, the operator and three
+# `make demo`: a local Kubernetes control plane, the Graph emulator, a device-code sign-in
+# (`pwreset-operator login`) that writes the credentials Secret, the operator and three
 # PasswordResetOperations (one succeeds, one fails, one is throttled first), live.
 #
 # Needs what `make demo` builds first: target/control-plane/kube-control-plane (and the
@@ -155,12 +156,19 @@ wait_for_line "the Graph emulator" "$WORK/emulator.log" '^listening on http' 30
 GRAPH_URL=$(sed -n 's/^listening on //p' "$WORK/emulator.log" | head -n 1)
 echo "    Graph: $GRAPH_URL"
 
-# 3. The CRD, a namespace and the credentials Secret (the emulator's static token).
+# 3. The CRD, a namespace and the credentials Secret: written by `pwreset-operator login`, the
+#    device-code sign-in a person does once for a real tenant. The emulator approves the code
+#    by itself after 8 s (deviceCode.autoApproveAfterSeconds in examples/emulator.yaml).
 say "Installing the PasswordResetOperation CRD"
 "$KUBECTL" apply --server-side -f "$ROOT/crds/"
 "$KUBECTL" wait --for=condition=Established --timeout=60s crd/passwordresetoperations.pwreset.dev
 "$KUBECTL" create namespace "$NS"
-k apply -f "$ROOT/examples/secret-token.yaml"
+say "Signing in: pwreset-operator login (device code; the emulator approves it after 8 s)"
+LOGIN_ARGS=(--tenant contoso.onmicrosoft.com --client-id 0d3c6a5e-1f0b-4a4e-9a53-6f1b0c0f1e01
+  --login-url "$GRAPH_URL" --namespace "$NS")
+[[ $ON_NODE == 1 ]] && LOGIN_ARGS+=(--allow-plain-http) # the emulator is on the node's bridge
+"$OPERATOR" login "${LOGIN_ARGS[@]}" || die "pwreset-operator login failed"
+k get secret graph-credentials -o 'go-template={{range $k, $v := .data}}    {{$k}}{{"\n"}}{{end}}'
 
 # 4. The operator, polling every 2 s: pods from the chart (DEMO_ON_NODE=1) or a host process.
 if [[ $ON_NODE == 1 ]]; then

@@ -31,6 +31,8 @@ pub enum Command {
     /// Check the installation (CRD, RBAC, Graph and login reachable, optionally a credentials
     /// Secret): one line per check; exit code 0 when all pass. Takes every `run` flag.
     Check(Box<crate::check::CheckArgs>),
+    /// Sign a person in (device code) and store the refresh token in the credentials Secret.
+    Login(Box<crate::login::LoginArgs>),
 }
 
 #[derive(clap::Args, Debug)]

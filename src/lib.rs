@@ -20,6 +20,7 @@ pub mod events;
 pub mod graph;
 pub mod http;
 pub mod leader;
+pub mod login;
 pub mod metrics;
 pub mod outbound;
 pub mod reason;

@@ -4,7 +4,7 @@ use clap::Parser;
 use tracing::error;
 
 use pwreset_operator::cli::{Cli, Command};
-use pwreset_operator::{api, check, install_crypto_provider, run, telemetry};
+use pwreset_operator::{api, check, install_crypto_provider, login, run, telemetry};
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
@@ -20,6 +20,14 @@ fn main() -> anyhow::Result<()> {
             print!("{text}");
             std::io::Write::flush(&mut std::io::stdout())?;
             std::process::exit(code);
+        }
+        Command::Login(args) => {
+            // No log subscriber: nothing the libraries trace can reach a terminal or a file.
+            install_crypto_provider();
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let code = runtime.block_on(login::run(*args));
+            drop(runtime);
+            std::process::exit(i32::from(code));
         }
         Command::Run(args) => {
             telemetry::init(args.log_format);

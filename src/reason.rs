@@ -97,7 +97,7 @@ reasons! {
     CredentialsRejected => Blocked, true, "fix the credentials in the Secret";
     AppOnlyNotSupported => Blocked, true, "use delegated credentials (tenantId, clientId, refreshToken): Microsoft does not support application permissions for this API";
     PermissionDenied => Blocked, true, "grant UserAuthenticationMethod.Read.All and an Entra role such as Authentication Administrator";
-    ReauthenticationRequired => Blocked, true, "a person must sign in again and store a new refreshToken";
+    ReauthenticationRequired => Blocked, true, "a person must sign in again: run `pwreset-operator login` (device code), which stores the new refreshToken in the Secret";
     ConsentRequired => Blocked, true, "an administrator must grant consent to the app's delegated permission; a new sign-in does not help";
     GraphRequestRejected => Blocked, true, "Graph refused the request (400, 405, 409, a redirect): retried twice, then PermanentGraphError";
     PermanentGraphError => Failed, true, "Graph refused the same request three times: check the ids and create a new resource";

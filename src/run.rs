@@ -188,7 +188,11 @@ pub fn auth_settings(args: &RunArgs, login_url: Url) -> AuthSettings {
 /// the same TLS roots and redirect policy as `run`).
 /// The token authority: `--login-url`, else `AZURE_AUTHORITY_HOST` (Azure Workload Identity
 /// sets it to the cloud's authority), else the cloud's.
-fn token_authority(flag: Option<&Url>, env: Option<&str>, cloud: crate::graph::Cloud) -> anyhow::Result<Url> {
+pub(crate) fn token_authority(
+    flag: Option<&Url>,
+    env: Option<&str>,
+    cloud: crate::graph::Cloud,
+) -> anyhow::Result<Url> {
     match (flag, env.map(str::trim).filter(|v| !v.is_empty())) {
         (Some(url), _) => Ok(url.clone()),
         (None, Some(host)) => Url::parse(host).with_context(|| format!("AZURE_AUTHORITY_HOST {host:?} is not a URL")),
@@ -198,7 +202,7 @@ fn token_authority(flag: Option<&Url>, env: Option<&str>, cloud: crate::graph::C
 
 /// Tokens and credentials travel only over https; plain http only to this machine (an
 /// emulator), or anywhere when the installer says so (`--allow-plain-http`).
-fn check_endpoint(flag: &str, url: &Url, allow_plain_http: bool) -> anyhow::Result<()> {
+pub(crate) fn check_endpoint(flag: &str, url: &Url, allow_plain_http: bool) -> anyhow::Result<()> {
     let loopback = match url.host() {
         Some(url::Host::Domain(d)) => d == "localhost",
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),

@@ -371,6 +371,7 @@ async fn reset(State(emulator): State<AppState>, body: Body) -> AdminResult {
     let request: ResetRequest = json_body(body, Some(ResetRequest::default())).await?;
     lock(&emulator.ops).clear();
     lock(&emulator.log).clear();
+    lock(&emulator.device_codes).clear();
     {
         let mut dir = lock(&emulator.directory);
         if request.all {

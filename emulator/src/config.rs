@@ -9,7 +9,9 @@ use jiff::Timestamp;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
+mod device_code;
 mod faults;
+pub use device_code::DeviceCodeConfig;
 pub use faults::{Faults, RetryAfter, ScriptedResponse};
 
 /// The well-known id of the password authentication method: the only method
@@ -70,6 +72,9 @@ pub struct Config {
     pub operations: Vec<OperationSpec>,
     #[serde(default)]
     pub faults: Faults,
+    /// The device authorization grant (`/devicecode` and its token grant).
+    #[serde(default)]
+    pub device_code: DeviceCodeConfig,
 }
 
 impl Default for Config {
@@ -90,6 +95,7 @@ impl Default for Config {
             tokens: Vec::new(),
             operations: Vec::new(),
             faults: Faults::default(),
+            device_code: DeviceCodeConfig::default(),
         }
     }
 }
@@ -334,6 +340,7 @@ impl Config {
         for op in &self.operations {
             op.validate()?;
         }
+        self.device_code.validate()?;
         self.faults.validate()
     }
 }

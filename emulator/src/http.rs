@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use super::reqlog::{LogEntry, RouteKind};
 use super::state::{Emulator, lock};
 use super::timefmt::inner_error_date;
-use super::{admin, graph, token, users};
+use super::{admin, device_code, graph, token, users};
 
 /// Graph and token request bodies are tiny; anything bigger is refused.
 pub const API_BODY_LIMIT: usize = 64 * 1024;
@@ -67,7 +67,9 @@ impl LogInfo {
 }
 
 pub fn router(emulator: Arc<Emulator>, allow_remote_admin: bool) -> Router {
-    let admin = admin::routes().route_layer(middleware::from_fn_with_state(allow_remote_admin, admin_guard));
+    let admin = admin::routes()
+        .merge(device_code::admin_routes())
+        .route_layer(middleware::from_fn_with_state(allow_remote_admin, admin_guard));
     Router::new()
         .route("/v1.0/users/{user}/authentication/operations/{operation}", get(graph::get_operation))
         .route("/v1.0/users/{user}/authentication/methods/{method}/resetPassword", post(graph::reset_password))
@@ -75,6 +77,7 @@ pub fn router(emulator: Arc<Emulator>, allow_remote_admin: bool) -> Router {
         .route("/v1.0/{users}/authentication/operations/{operation}", get(users::get_operation_keyed))
         .route("/v1.0/{users}/authentication/methods/{method}/resetPassword", post(users::reset_password_keyed))
         .route("/{tenant}/oauth2/v2.0/token", post(token::token_endpoint))
+        .route("/{tenant}/oauth2/v2.0/devicecode", post(device_code::devicecode_endpoint))
         .nest("/_emulator", admin)
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
@@ -108,6 +111,8 @@ fn kind_of_path(method: &str, path: &str) -> RouteKind {
         RouteKind::ResetPassword
     } else if path.ends_with("/oauth2/v2.0/token") {
         RouteKind::Token
+    } else if path.ends_with("/oauth2/v2.0/devicecode") {
+        RouteKind::DeviceCode
     } else {
         RouteKind::Other
     }
@@ -176,7 +181,7 @@ async fn observe(State(emulator): State<Arc<Emulator>>, mut req: Request, next: 
     let headers = response.headers_mut();
     match kind {
         RouteKind::Admin => {}
-        RouteKind::Token => {
+        RouteKind::Token | RouteKind::DeviceCode => {
             set_header(headers, "x-ms-request-id", &ctx.request_id);
             set_header(headers, "client-request-id", &ctx.client_request_id);
             set_header(headers, "x-ms-ests-server", "2.1.emulator");

@@ -67,6 +67,8 @@ struct RefreshRecord {
     tenant: String,
     client: String,
     state: RefreshState,
+    /// The user who signed in (device-code flow); `None`: the client's `subject`.
+    subject: Option<String>,
 }
 
 /// Why a refresh token was refused.
@@ -148,6 +150,7 @@ impl Directory {
                     tenant: k.clone(),
                     client: client.client_id.to_lowercase(),
                     state: RefreshState::Active,
+                    subject: None,
                 });
             }
         }
@@ -325,14 +328,24 @@ impl Directory {
     }
 
     /// A fresh refresh token for a client (its previous one was just redeemed).
+    #[cfg(test)]
     pub fn issue_refresh(&mut self, tenant: &str, client_id: &str) -> String {
+        self.issue_refresh_as(tenant, client_id, None)
+    }
+
+    /// A fresh refresh token that acts as `subject` (the user who signed in),
+    /// or as the client's configured subject when `None`.
+    pub fn issue_refresh_as(&mut self, tenant: &str, client_id: &str, subject: Option<String>) -> String {
         let token = random_token("emu-rt-", 64);
         let tenant = self.tenant_key(tenant).unwrap_or_else(|| tenant.to_lowercase());
-        self.refresh.insert(
-            token.clone(),
-            RefreshRecord { tenant, client: client_id.to_lowercase(), state: RefreshState::Active },
-        );
+        let record = RefreshRecord { tenant, client: client_id.to_lowercase(), state: RefreshState::Active, subject };
+        self.refresh.insert(token.clone(), record);
         token
+    }
+
+    /// The user a refresh token acts as, when it remembers one (device-code sign-ins).
+    pub fn refresh_subject(&self, token: &str) -> Option<String> {
+        self.refresh.get(token).and_then(|r| r.subject.clone())
     }
 
     /// Revokes one refresh token; false if unknown.

@@ -20,7 +20,9 @@
 //! - `tls`: the HTTPS listener (`--tls-cert`, `--tls-key`)
 
 mod admin;
+mod client_auth;
 pub mod config;
+mod device_code;
 mod faults;
 mod graph;
 mod graph_answers;

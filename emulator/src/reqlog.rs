@@ -13,6 +13,8 @@ pub enum RouteKind {
     OperationGet,
     ResetPassword,
     Token,
+    /// `POST /{tenant}/oauth2/v2.0/devicecode`.
+    DeviceCode,
     Admin,
     /// Unknown routes and wrong methods.
     Other,

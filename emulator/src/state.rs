@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use jiff::Timestamp;
 use serde_json::Value;
 
-use super::config::{Config, Faults, OperationSpec, ResetPasswordConfig, Step};
+use super::config::{Config, DeviceCodeConfig, Faults, OperationSpec, ResetPasswordConfig, Step};
+use super::device_code::DeviceCodes;
 use super::faults::FaultState;
 use super::identity::Directory;
 use super::operations::{Defaults, Operation, OperationStore};
@@ -41,6 +42,7 @@ pub struct Settings {
     pub allow_app_only: bool,
     pub reset_password: ResetPasswordConfig,
     pub max_operations: usize,
+    pub device_code: DeviceCodeConfig,
 }
 
 impl Settings {
@@ -68,6 +70,8 @@ pub struct Emulator {
     pub directory: Mutex<Directory>,
     pub faults: Mutex<FaultState>,
     pub log: Mutex<RequestLog>,
+    /// Pending device authorizations (device-code flow).
+    pub device_codes: Mutex<DeviceCodes>,
 }
 
 impl Emulator {
@@ -79,6 +83,7 @@ impl Emulator {
             directory: Mutex::new(Directory::new()),
             faults: Mutex::new(FaultState::new(Faults::default())),
             log: Mutex::new(RequestLog::new(DEFAULT_CAPACITY)),
+            device_codes: Mutex::new(DeviceCodes::default()),
         };
         emulator.apply_config(config)?;
         Ok(emulator)
@@ -150,6 +155,7 @@ impl Emulator {
             tokens,
             operations,
             faults,
+            device_code: s.device_code.clone(),
         }
     }
 
@@ -180,5 +186,6 @@ fn settings_of(config: &Config, default_public_url: &str) -> Settings {
         allow_app_only: config.allow_app_only,
         reset_password: config.reset_password.clone(),
         max_operations: config.max_operations,
+        device_code: config.device_code.clone(),
     }
 }

@@ -1,5 +1,6 @@
 //! The token endpoint: `POST /{tenant}/oauth2/v2.0/token`, grants
-//! `refresh_token` and `client_credentials`, with Entra's error shapes.
+//! `refresh_token` and `client_credentials`, with Entra's error shapes
+//! (the device-code grant is handed to `device_code`).
 //!
 //! The grant logic is synchronous and works on the locked directory, so it
 //! is tested without HTTP.
@@ -18,7 +19,9 @@ use axum::response::{IntoResponse, Response};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
+use super::client_auth::{Credential, authenticate_client, no_credential};
 use super::config::{ClientConfig, TokenKind};
+use super::device_code;
 use super::faults::FaultScope;
 use super::http::{API_BODY_LIMIT, BodyError, LogInfo, RequestCtx, read_body, set_header};
 use super::identity::{AccessToken, Directory, RefreshRefusal, permission_name};
@@ -46,7 +49,7 @@ impl TokenError {
         TokenError { status, error, code, message: message.into() }
     }
 
-    fn missing(param: &str) -> Self {
+    pub(crate) fn missing(param: &str) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,
             "invalid_request",
@@ -75,7 +78,7 @@ impl TokenError {
     }
 }
 
-fn token_json(status: StatusCode, body: &Value) -> Response {
+pub(crate) fn token_json(status: StatusCode, body: &Value) -> Response {
     let mut response =
         (status, [(CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"))], body.to_string())
             .into_response();
@@ -154,6 +157,12 @@ async fn serve_token(
     let form: HashMap<String, String> =
         url::form_urlencoded::parse(&bytes).into_owned().filter(|(_, v)| !v.is_empty()).collect();
     info.grant_type = form.get("grant_type").cloned();
+    if info.grant_type.as_deref() == Some(device_code::GRANT_TYPE) {
+        return match device_code::device_code_grant(emulator, &tenant, &form) {
+            Ok(body) => token_json(StatusCode::OK, &body),
+            Err(error) => error.into_response(ctx),
+        };
+    }
 
     let settings = emulator.settings();
     let grant_settings = GrantSettings {
@@ -281,7 +290,10 @@ pub fn grant(
     };
     dir.redeem_refresh(refresh_token, tenant, client_id, mono_now, settings.refresh_single_use)
         .map_err(refresh_refused)?;
-    let new_refresh = dir.issue_refresh(tenant, client_id);
+    // A device-code sign-in's chain acts as the person who signed in.
+    let signed_in = dir.refresh_subject(refresh_token);
+    let subject = signed_in.clone().or_else(|| client.subject.clone());
+    let new_refresh = dir.issue_refresh_as(tenant, client_id, signed_in);
     let mut scopes: Vec<String> = permissions.iter().map(|p| format!("{}/{p}", settings.graph_root)).collect();
     scopes.extend(requested.oidc);
     let access_token = dir.issue_access(
@@ -290,7 +302,7 @@ pub fn grant(
             client_id: Some(client.client_id.clone()),
             kind: TokenKind::Delegated,
             scopes: permissions,
-            subject: client.subject.clone(),
+            subject,
             expires_at,
         },
         now,
@@ -306,7 +318,7 @@ pub fn grant(
 }
 
 /// AADSTS65001: an admin must grant consent; signing in again does not help.
-fn consent_missing(client_id: &str, missing: &str) -> TokenError {
+pub(crate) fn consent_missing(client_id: &str, missing: &str) -> TokenError {
     TokenError::new(
         StatusCode::BAD_REQUEST,
         "invalid_grant",
@@ -317,97 +329,8 @@ fn consent_missing(client_id: &str, missing: &str) -> TokenError {
     )
 }
 
-fn granted(client: &ClientConfig) -> Vec<String> {
+pub(crate) fn granted(client: &ClientConfig) -> Vec<String> {
     client.scopes.iter().map(|s| permission_name(s).to_owned()).collect()
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Credential {
-    None,
-    Secret,
-    Assertion,
-}
-
-fn no_credential() -> TokenError {
-    TokenError::new(
-        StatusCode::UNAUTHORIZED,
-        "invalid_client",
-        7000218,
-        "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
-    )
-}
-
-/// Checks the client credential the request carries against the client's
-/// registration: confidential clients must present one, public ones must not.
-fn authenticate_client(client: &ClientConfig, form: &HashMap<String, String>) -> Result<Credential, TokenError> {
-    let secret = form.get("client_secret");
-    let assertion = form.get("client_assertion");
-    if (secret.is_some() || assertion.is_some()) && !client.is_confidential() {
-        return Err(TokenError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            700025,
-            "Client is public so neither 'client_assertion' nor 'client_secret' should be presented.",
-        ));
-    }
-    if let Some(secret) = secret {
-        return if client.client_secret.as_deref() == Some(secret.as_str()) {
-            Ok(Credential::Secret)
-        } else {
-            Err(TokenError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_client",
-                7000215,
-                format!(
-                    "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{}'.",
-                    client.client_id
-                ),
-            ))
-        };
-    }
-    if let Some(assertion) = assertion {
-        if form.get("client_assertion_type").map(String::as_str) != Some(JWT_BEARER) {
-            return Err(TokenError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                50027,
-                format!("client_assertion_type must be '{JWT_BEARER}'."),
-            ));
-        }
-        if client.federated_assertion.as_deref() == Some(assertion.as_str()) {
-            return Ok(Credential::Assertion);
-        }
-        if client.accept_any_assertion {
-            return if looks_like_jwt(assertion) {
-                Ok(Credential::Assertion)
-            } else {
-                Err(TokenError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "invalid_client",
-                    50027,
-                    "JWT token is invalid or malformed.",
-                ))
-            };
-        }
-        return Err(TokenError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            700213,
-            "No matching federated identity record found for presented assertion subject.",
-        ));
-    }
-    if client.is_confidential() {
-        return Err(no_credential());
-    }
-    Ok(Credential::None)
-}
-
-/// Three dot-separated base64url parts, header and payload non-empty (the
-/// signature may be empty for unsigned tokens).
-fn looks_like_jwt(s: &str) -> bool {
-    let parts: Vec<&str> = s.split('.').collect();
-    let b64url = |p: &str| p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'=');
-    parts.len() == 3 && !parts[0].is_empty() && !parts[1].is_empty() && parts.iter().all(|p| b64url(p))
 }
 
 /// App-only tokens: exactly `{graphRoot}/.default`.
@@ -436,15 +359,15 @@ fn check_app_scope(scope: &str, graph_root: &str, tenant: &str) -> Result<(), To
     ))
 }
 
-struct DelegatedScope {
+pub(crate) struct DelegatedScope {
     /// Graph permission names; empty means "everything granted" (`.default`).
-    permissions: Vec<String>,
-    oidc: Vec<String>,
+    pub permissions: Vec<String>,
+    pub oidc: Vec<String>,
 }
 
 /// Splits a delegated `scope` into Graph permissions and OIDC scopes;
 /// another resource's scopes (another cloud's Graph) are refused.
-fn parse_delegated_scope(scope: &str, graph_root: &str) -> Result<DelegatedScope, TokenError> {
+pub(crate) fn parse_delegated_scope(scope: &str, graph_root: &str) -> Result<DelegatedScope, TokenError> {
     let mut parsed = DelegatedScope { permissions: Vec::new(), oidc: Vec::new() };
     for item in scope.split_whitespace() {
         if OIDC_SCOPES.iter().any(|o| o.eq_ignore_ascii_case(item)) {
@@ -649,14 +572,5 @@ mod tests {
         req[3].1 = ".default offline_access".into();
         let err = run(&mut d, &as_pairs(&req)).unwrap_err();
         assert_eq!(err.error, "interaction_required");
-    }
-
-    #[test]
-    fn jwt_shape() {
-        assert!(looks_like_jwt("a.b.c"));
-        assert!(looks_like_jwt("a.b."));
-        assert!(!looks_like_jwt("a..c"));
-        assert!(!looks_like_jwt("a.b"));
-        assert!(!looks_like_jwt("a.b c.d"));
     }
 }

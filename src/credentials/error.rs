@@ -16,8 +16,8 @@ pub enum CredentialError {
     #[error("reading Secret {namespace}/{name} failed: {message}")]
     Kubernetes { namespace: String, name: String, message: String },
     #[error(
-        "Microsoft Entra rejected the refresh token in {source_name} ({code}): a person must sign in again and store \
-         a new refreshToken in it"
+        "Microsoft Entra rejected the refresh token in {source_name} ({code}): a person must sign in again \
+         (`pwreset-operator login` stores a new refreshToken in it)"
     )]
     ReauthenticationRequired { source_name: String, code: String },
     #[error("Microsoft Entra rejected the client of {source_name} ({code}): {description}")]

@@ -15,7 +15,7 @@
 //! Files: `credential` (the kinds, parsed), `secrets` (reading and writing Secrets),
 //! `entra` (the token endpoint), `error` (why no token), and here the access-token cache.
 
-mod credential;
+pub(crate) mod credential;
 mod entra;
 mod error;
 mod secrets;
