@@ -36,6 +36,7 @@ pub fn routes() -> Router<AppState> {
         .route("/tenants", get(list_tenants).post(post_tenant))
         .route("/tenants/{tenant}/clients/{client}", patch(patch_client))
         .route("/refresh-tokens/revoke", post(revoke_refresh))
+        .route("/credentials", get(credentials))
         .route("/faults", get(get_faults).put(put_faults))
         .route("/requests", get(requests))
         .route("/stats", get(stats))
@@ -290,6 +291,11 @@ struct Revoke {
     token: Option<String>,
     tenant: Option<String>,
     client_id: Option<String>,
+}
+
+/// Every credential value the emulator issued or knows, for leak scans.
+async fn credentials(State(emulator): State<AppState>) -> AdminResult {
+    ok(StatusCode::OK, json!({ "credentials": lock(&emulator.directory).credentials() }))
 }
 
 async fn revoke_refresh(State(emulator): State<AppState>, body: Body) -> AdminResult {

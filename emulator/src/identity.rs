@@ -231,6 +231,25 @@ impl Directory {
         v
     }
 
+    /// Every credential value known: access and refresh tokens issued (spent ones while
+    /// remembered), static tokens and client secrets. For tests that scan what a client
+    /// printed or stored for leaks.
+    pub fn credentials(&self) -> Vec<String> {
+        let secrets =
+            self.tenants.values().flat_map(|t| t.config.clients.iter().filter_map(|c| c.client_secret.clone()));
+        let mut all: Vec<String> = self
+            .issued
+            .keys()
+            .chain(self.refresh.keys())
+            .chain(self.static_tokens.keys())
+            .cloned()
+            .chain(secrets)
+            .collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+
     /// Forgets everything (the admin API's `reset` with `all`).
     pub fn clear(&mut self) {
         *self = Directory::default();

@@ -109,6 +109,14 @@ impl Emulator {
         log
     }
 
+    /// Every credential value the emulator issued or knows (tokens it minted, static tokens,
+    /// client secrets): what a leak scan looks for.
+    pub async fn credentials(&self) -> Vec<String> {
+        let v = self.admin("GET", "/credentials", Value::Null).await;
+        let list = v["credentials"].as_array().unwrap_or_else(|| panic!("unexpected credentials answer: {v}"));
+        list.iter().map(|c| c.as_str().expect("a string").to_string()).collect()
+    }
+
     /// Logged operation GETs for one operation id.
     pub async fn gets_for(&self, operation_id: &str) -> Vec<Value> {
         self.requests().await.into_iter().filter(|e| e["method"] == "GET" && e["operationId"] == operation_id).collect()

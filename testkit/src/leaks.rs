@@ -51,6 +51,42 @@ pub fn assert_no_leak(place: &str, text: &str, secrets: &[&str]) {
     }
 }
 
+/// Everything a cluster's users (and its log pipeline) can see of the operator's work in
+/// `ns`: the operator's log, the namespace's events, the resources with their status, and
+/// the operator's metrics; each named for failure messages.
+pub async fn operator_outputs(
+    client: &kube::Client,
+    ns: &str,
+    operator: &crate::Operator,
+) -> Vec<(&'static str, String)> {
+    use k8s_openapi::api::core::v1::Event;
+    use kube::api::{Api, ListParams};
+    use pwreset_operator::api::PasswordResetOperation;
+    let events = Api::<Event>::namespaced(client.clone(), ns).list(&ListParams::default()).await.expect("events");
+    let objects =
+        Api::<PasswordResetOperation>::namespaced(client.clone(), ns).list(&ListParams::default()).await.expect("list");
+    let (status, metrics) = operator.http_get("/metrics").await.expect("/metrics reachable");
+    assert_eq!(status, 200, "/metrics: {metrics}");
+    let outputs = vec![
+        ("the operator's log", operator.logs()),
+        ("events", serde_json::to_string(&events.items).unwrap()),
+        ("resources and their status", serde_json::to_string(&objects.items).unwrap()),
+        ("metrics", metrics),
+    ];
+    // Control: each place holds something, so a scan of it means something.
+    for (place, text) in &outputs {
+        assert!(text.len() > 2, "{place} is empty: nothing to scan");
+    }
+    outputs
+}
+
+/// [`assert_no_leak`] over every output.
+pub fn assert_no_leak_in(outputs: &[(&str, String)], secrets: &[&str]) {
+    for (place, text) in outputs {
+        assert_no_leak(place, text, secrets);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,6 +26,20 @@ pub struct Options {
     pub rust_log: String,
 }
 
+impl Options {
+    /// The built binary against `cp` with `args` (flags after `run`), logging at debug.
+    pub fn new(cp: &ControlPlane, args: &[&str]) -> Options {
+        Options {
+            binary: None,
+            kubeconfig: cp.kubeconfig().to_path_buf(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: Vec::new(),
+            log: cp.data_dir().join(format!("{}.log", crate::unique_name("operator"))),
+            rust_log: "info,pwreset_operator=debug".into(),
+        }
+    }
+}
+
 pub struct Operator {
     child: Mutex<Option<Child>>,
     log: PathBuf,
@@ -42,14 +56,8 @@ impl Operator {
     }
 
     pub fn start_with_env(cp: &ControlPlane, args: &[&str], env: &[(&str, &str)]) -> Operator {
-        let options = Options {
-            binary: None,
-            kubeconfig: cp.kubeconfig().to_path_buf(),
-            args: args.iter().map(|a| a.to_string()).collect(),
-            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-            log: cp.data_dir().join(format!("{}.log", crate::unique_name("operator"))),
-            rust_log: "info,pwreset_operator=debug".into(),
-        };
+        let mut options = Options::new(cp, args);
+        options.env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Self::start_with(options).unwrap_or_else(|e| panic!("{e:#}"))
     }
 
