@@ -41,11 +41,28 @@ pub async fn reconcile(obj: Arc<Pro>, ctx: Arc<Context>) -> Result<Action, Error
 }
 
 /// A reconcile that failed on the Kubernetes API: retry with the same backoff as Graph errors.
+/// The status may be what cannot be written (RBAC, an apiserver refusing), so the failure
+/// is also a Warning event: the one place left where `kubectl describe` can show it.
 pub fn error_policy(obj: Arc<Pro>, error: &Error, ctx: Arc<Context>) -> Action {
     let failures = ctx.failures(&obj).saturating_add(1);
     ctx.set_failures(&obj, failures);
-    warn!(namespace = obj.namespace().unwrap_or_default(), name = %obj.name_any(), error = %error, "reconcile failed; retrying");
-    to_action(Requeue::After { wait: decide::backoff(failures), jitter: Jitter::Backoff })
+    let wait = decide::backoff(failures);
+    let reason = Reason::KubernetesApiError;
+    warn!(namespace = obj.namespace().unwrap_or_default(), name = %obj.name_any(), reason = reason.as_str(), error = %error, "reconcile failed; retrying");
+    let note = format!(
+        "the Kubernetes API refused a request: {}; retrying in {} s",
+        crate::text::error_chain(error),
+        wait.as_secs()
+    );
+    let event = kube::runtime::events::Event {
+        type_: kube::runtime::events::EventType::Warning,
+        reason: reason.as_str().into(),
+        note: Some(crate::text::for_people(&note, conditions::MAX_MESSAGE)),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    ctx.events.publish(event, obj.object_ref(&()));
+    to_action(Requeue::After { wait, jitter: Jitter::Backoff })
 }
 
 pub(crate) async fn reconcile_inner(obj: &Pro, ctx: &Context) -> Result<(Action, Option<Reason>), Error> {

@@ -11,9 +11,10 @@
 //! Ready/Stalled/Finished conditions); no GET of an operation came before the Retry-After
 //! of the answer before it; a watch running for the whole test never saw a resource's
 //! status go back (notStarted < running < succeeded|failed) nor a write after Finished;
-//! no operator log says "panicked"; at most B + R Graph requests in any 1 s window.
+//! no operator log says "panicked"; at most B + R Graph requests per tenant in any 1 s window.
 //!
-//! Size: `CHAOS_SIZE` resources (default 60, ~2 minutes; `make chaos` runs 1,000),
+//! Size: `CHAOS_SIZE` resources (default 60, ~2 minutes; `make chaos` runs 1,000), one
+//! tenant (credentials Secret) per 100 of them,
 //! `CHAOS_SEED` (default 20260229) picks the scripts, the faults and the kill moments.
 //! The summary table is printed to stdout (`-- --nocapture` shows it).
 
@@ -35,7 +36,10 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
-const SECRET: &str = "graph-credentials";
+/// Resources per tenant: a run is spread over `size / 100` tenants (rounded up), each with
+/// its own credentials Secret, so Retry-After pauses one tenant while the others go on, as
+/// with real tenants.
+const PER_TENANT: usize = 100;
 const GRAPH_TIMEOUT_MS: i64 = 2000;
 const KILLS: usize = 5;
 /// The faults' 429s are drawn whatever the rate: the limiter must not chase them. With
@@ -54,7 +58,9 @@ const BACKOFF_CHAIN: Duration = Duration::from_secs(75);
 struct Plan {
     size: usize,
     seed: u64,
-    /// `--tenant-rate` and `--tenant-burst`.
+    /// Tenants (one credentials Secret each) the resources are spread over.
+    tenants: usize,
+    /// `--tenant-rate` and `--tenant-burst` (per tenant).
     rate: u32,
     burst: u32,
     /// Resources are created evenly over this long, so some are always in flight.
@@ -86,10 +92,12 @@ impl Plan {
         let (lo, hi) = (spread.as_secs_f64() / 20.0, spread.as_secs_f64() / 8.0);
         let disruptions = kinds.into_iter().map(|k| (Duration::from_secs_f64(rng.random_range(lo..hi)), k)).collect();
         let downtimes = (0..KILLS).map(|_| Duration::from_secs_f64(rng.random_range(1.0..4.0))).collect();
-        let rate = (size as u32 / 10).max(20);
+        let tenants = size.div_ceil(PER_TENANT);
+        let rate = (size.div_ceil(tenants) as u32 / 10).max(20);
         Plan {
             size,
             seed,
+            tenants,
             rate,
             burst: rate / 2,
             spread,
@@ -105,14 +113,14 @@ impl Plan {
 impl Plan {
     /// How long after the last disruption the last resource may finish: the creations still
     /// to come, the longest script, one resource's worst backoff chain, and the GETs still
-    /// needed at the rate Retry-After pauses allow (1 / (10% × 2 s) = 5 GETs/s; each
-    /// resource needs about 4 polls, 30% of GETs fail). At 200 resources that is ~4 min;
-    /// at 1,000 it is ~20 min, so the 673 s seen there does not fail it: with every resource
-    /// in one tenant, that tenant's Retry-After pauses, not the limiter, bound a run that
-    /// size (spreading the resources over tenants would tighten it; not done yet).
+    /// needed at the rate Retry-After pauses allow each tenant (1 / (10% × 2 s) = 5 GETs/s;
+    /// each resource needs about 4 polls, 30% of GETs fail), tenants in parallel. With 100
+    /// resources per tenant that is ~2 min, at 1,000 resources too: the 673 s once seen
+    /// there fails it.
     fn drain_bound(&self, disrupted_after: Duration) -> Duration {
         let creating = self.spread.saturating_sub(disrupted_after);
-        let paced = Duration::from_secs_f64(self.size as f64 * 4.0 / 0.7 / 5.0);
+        let per_tenant = self.size.div_ceil(self.tenants) as f64;
+        let paced = Duration::from_secs_f64(per_tenant * 4.0 / 0.7 / 5.0);
         creating + LONGEST_SCRIPT + BACKOFF_CHAIN + paced.saturating_sub(creating)
     }
 }
@@ -123,6 +131,8 @@ struct Scripted {
     name: String,
     user: String,
     operation: String,
+    /// The credentials Secret, and so the tenant.
+    secret: String,
     /// `succeeded` or `failed`: where the operation ends.
     outcome: &'static str,
     steps: Value,
@@ -140,6 +150,7 @@ fn scripts(plan: &Plan) -> Vec<Scripted> {
                 name: format!("chaos-{i:04}"),
                 user: format!("user-{i}@contoso.com"),
                 operation: format!("op-chaos-{i:04}"),
+                secret: secret_name(i % plan.tenants),
                 outcome,
                 steps: json!([
                     {"status": "notStarted", "afterMs": 0},
@@ -149,6 +160,10 @@ fn scripts(plan: &Plan) -> Vec<Scripted> {
             }
         })
         .collect()
+}
+
+fn secret_name(tenant: usize) -> String {
+    format!("graph-credentials-{tenant}")
 }
 
 /// Where a Graph status stands in the scripted order; a watch must never see it drop.
@@ -193,7 +208,7 @@ async fn create_resource(api: &Api<PasswordResetOperation>, s: &Scripted) {
         "apiVersion": "pwreset.dev/v1alpha1",
         "kind": "PasswordResetOperation",
         "metadata": {"name": s.name},
-        "spec": {"userId": s.user, "operationId": s.operation, "credentialsSecretRef": {"name": SECRET}},
+        "spec": {"userId": s.user, "operationId": s.operation, "credentialsSecretRef": {"name": s.secret}},
     }))
     .unwrap();
     eventually(&format!("create {}", s.name), Duration::from_secs(180), || async {
@@ -271,9 +286,11 @@ async fn every_resource_ends_as_scripted_through_faults_kills_and_a_control_plan
     let namespace: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
     Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &namespace).await.unwrap();
     let emulator = Arc::new(Emulator::start());
-    let token = format!("tok-{}", uuid::Uuid::new_v4());
-    emulator.add_token(&token, "contoso").await;
-    create_secret(&client, &ns, SECRET, json!({"token": token})).await;
+    for tenant in 0..plan.tenants {
+        let token = format!("tok-{}", uuid::Uuid::new_v4());
+        emulator.add_token(&token, &format!("contoso-{tenant}")).await;
+        create_secret(&client, &ns, &secret_name(tenant), json!({"token": token})).await;
+    }
     let faults = emulator
         .admin(
             "PUT",
@@ -431,7 +448,7 @@ async fn every_resource_ends_as_scripted_through_faults_kills_and_a_control_plan
     let mut times: Vec<i64> = gets.iter().filter_map(|g| g["timeMs"].as_i64()).collect();
     times.sort_unstable();
     let (busiest, busiest_at) = busiest_window(&times, 1000);
-    let limit = (plan.rate + plan.burst) as usize;
+    let limit = (plan.rate + plan.burst) as usize * plan.tenants;
     if busiest > limit {
         failures.push(format!("{busiest} Graph requests within one second (at {busiest_at}); limit {limit}"));
     }

@@ -115,6 +115,19 @@ impl ControlPlane {
         &self.data_dir
     }
 
+    /// A copy of the admin kubeconfig that acts as `user` (impersonation, e.g.
+    /// `system:serviceaccount:NS:NAME`): what that account's RBAC allows, nothing more.
+    pub fn kubeconfig_as(&self, user: &str) -> PathBuf {
+        let text = std::fs::read_to_string(&self.kubeconfig).expect("the admin kubeconfig");
+        let mut config: serde_yaml::Value = serde_yaml::from_str(&text).expect("kubeconfig YAML");
+        for entry in config["users"].as_sequence_mut().expect("users") {
+            entry["user"]["as"] = user.into();
+        }
+        let path = self.data_dir.join(format!("{}.kubeconfig", crate::unique_name("impersonating")));
+        std::fs::write(&path, serde_yaml::to_string(&config).unwrap()).expect("write the kubeconfig");
+        path
+    }
+
     /// The supervisor and its children (kube-apiserver, kube-controller-manager); etcd runs
     /// inside the supervisor.
     pub fn pids(&self) -> Vec<u32> {
