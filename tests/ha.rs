@@ -1,7 +1,8 @@
 //! Two replicas with leader election on a Lease (4 s): only the leader polls Graph; a
 //! SIGKILLed leader is replaced within the lease duration and every resource still ends
 //! where its operation does; a leader stopped cleanly (SIGTERM) releases the Lease so the
-//! follower takes over at once.
+//! follower takes over at once; a leader whose Lease another holder takes stops at its
+//! next renewal and does not take it back.
 //!
 //! Takeover is measured from the kill (or the clean exit) to the first Graph request that
 //! reaches the emulator afterwards: with the old leader gone, only the new one can send it.
@@ -234,4 +235,51 @@ async fn a_clean_sigterm_releases_the_lease_and_the_follower_takes_over_at_once(
         "after a clean release the follower took {handover} ms to take over; it should not wait for the {LEASE_SECONDS} s \
          lease to run out"
     );
+}
+
+#[tokio::test]
+async fn a_leader_whose_lease_is_taken_stops_at_once() {
+    let parts = Harness::start_without_operator().await;
+    let mut a = replica(&parts, "pod-a");
+    a.wait_ready().await;
+    wait_holder(&parts.client, &parts.ns, "pod-a").await;
+    parts.emulator.add_operation(json!({"userId": "hal", "id": "op-steal", "status": "running"})).await;
+    pwreset_testkit::harness::create(&parts.client, &parts.ns, "steal", by_id("hal", "op-steal")).await;
+    // Control: the leader polls about every second.
+    eventually("the leader polls", Duration::from_secs(20), || async {
+        let n = parts.emulator.gets_for("op-steal").await.len();
+        if n >= 3 { Ok(()) } else { Err(format!("{n} GETs")) }
+    })
+    .await;
+
+    // Another holder takes the Lease (as a replica whose clock ran ahead, or a person).
+    // MicroTime: microseconds, as the apiserver parses it.
+    let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+    let steal = json!({"spec": {"holderIdentity": "intruder", "acquireTime": now, "renewTime": now,
+                                "leaseDurationSeconds": 60}});
+    Api::<Lease>::namespaced(parts.client.clone(), &parts.ns)
+        .patch(LEASE_NAME, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&steal))
+        .await
+        .unwrap();
+    let stolen_ms = now_ms();
+    let exit = eventually("the old leader stopped", Duration::from_secs(LEASE_SECONDS as u64 + 10), || async {
+        a.exited().ok_or_else(|| "still running".to_string())
+    })
+    .await;
+    let stopped_ms = now_ms();
+    assert!(!exit.success(), "a lost lease is a failure the kubelet restarts: {exit:?}");
+    assert!(a.logs().contains("lost the leader lease"), "{}", a.log_tail(20));
+    // It noticed at its next renewal, within the lease duration, and did not take it back.
+    assert!(stopped_ms - stolen_ms <= LEASE_SECONDS * 1000 + 1000, "stopped {} ms after", stopped_ms - stolen_ms);
+    assert_eq!(holder(&parts.client, &parts.ns).await.as_deref(), Some("intruder"));
+    // No Graph call after it stopped (the intruder is not a replica: nobody polls now).
+    let late: Vec<Value> = parts
+        .emulator
+        .gets_for("op-steal")
+        .await
+        .into_iter()
+        .filter(|g| g["timeMs"].as_i64() > Some(stopped_ms))
+        .collect();
+    assert!(late.is_empty(), "{late:#?}");
+    a.kill();
 }
