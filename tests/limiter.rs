@@ -4,7 +4,9 @@
 //! where the limiter must not slow down.
 //!
 //! Demand here is 150 resources polled every second against a bucket refilled at 10/s, with
-//! the operator allowed 50/s: the limiter has to find the refill and stay near it.
+//! the operator allowed 50/s: Graph's Retry-After pauses (honoured per tenant, with no burst
+//! after them) and the adaptive rate together must hold the sending near the refill, and
+//! the rate must not collapse while doing it (it fell to 2.4/s, goodput 3.7/s, before).
 
 use std::time::Duration;
 
@@ -17,15 +19,14 @@ const REFILL: f64 = 10.0;
 const CONFIGURED: f64 = 50.0;
 const RESOURCES: usize = 150;
 /// Time to find the refill (a few windows and a probe or two), then the judged period.
-const SETTLE: Duration = Duration::from_secs(60);
+const SETTLE: Duration = Duration::from_secs(30);
 const JUDGED: Duration = Duration::from_secs(60);
-/// The band, as in the limiter's unit tests (src/graph/limiter/tests.rs): the allowed rate
-/// never below a third of the refill (no collapse) and on average within [0.6, 1.6] × the
-/// refill; at least 70% of the refill gets through; at most a fifth of the GETs throttled.
-/// A probe drops the rate to 0.9 × what got through, then it climbs back past the refill
-/// until the throttled share starts the next probe.
+/// The band, as in the limiter's unit tests (src/graph/limiter/tests.rs), judged on what
+/// users get: GETs sent at 0.8–1.5 × the refill (the allowed rate and Graph's Retry-After
+/// pauses together), at least 80% of the refill getting through, at most a fifth of the
+/// GETs throttled, and the allowed rate never below a third of the refill (no collapse).
 const LOWEST: f64 = 1.0 / 3.0;
-const MEAN: (f64, f64) = (0.6, 1.6);
+const SENT: (f64, f64) = (0.8, 1.5);
 
 async fn allowed_rate(op: &Operator) -> f64 {
     let (status, body) = op.http_get("/metrics").await.expect("/metrics reachable");
@@ -79,15 +80,17 @@ async fn the_limiter_settles_near_a_token_buckets_refill_without_collapsing() {
     let seconds = JUDGED.as_secs_f64();
     println!(
         "allowed rate over {seconds} s: lowest {lowest:.2}/s, mean {mean:.2}/s, highest {highest:.2}/s; \
-         goodput {:.2}/s; 429 share {:.1}%",
+         sent {:.2}/s, goodput {:.2}/s; 429 share {:.1}%",
+        (ok + throttled) / seconds,
         ok / seconds,
         100.0 * throttled / (ok + throttled).max(1.0)
     );
+    let sent = (ok + throttled) / seconds;
     assert!(lowest >= LOWEST * REFILL, "the rate collapsed to {lowest:.2}/s (refill {REFILL}/s): {judged:?}");
     assert!(
-        (MEAN.0 * REFILL..=MEAN.1 * REFILL).contains(&mean),
-        "the rate averaged {mean:.2}/s (refill {REFILL}/s): {judged:?}"
+        (SENT.0 * REFILL..=SENT.1 * REFILL).contains(&sent),
+        "GETs sent at {sent:.2}/s (refill {REFILL}/s), allowed rate mean {mean:.2}/s: {judged:?}"
     );
-    assert!(ok / seconds >= 0.7 * REFILL, "goodput {:.2}/s of a {REFILL}/s refill", ok / seconds);
+    assert!(ok / seconds >= 0.8 * REFILL, "goodput {:.2}/s of a {REFILL}/s refill", ok / seconds);
     assert!(throttled / (ok + throttled) <= 0.2, "{throttled} of {} GETs throttled", ok + throttled);
 }

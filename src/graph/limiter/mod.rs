@@ -60,7 +60,7 @@ const PROBE_SETTLE: Duration = Duration::from_secs(2);
 /// rate that is not below its refill.
 const INDEPENDENT_FOR: Duration = Duration::from_secs(300);
 /// How long a rate a probe showed to hold slows the recovery above it.
-const SUSTAINABLE_FOR: Duration = Duration::from_secs(60);
+const SUSTAINABLE_FOR: Duration = Duration::from_secs(300);
 /// Recovery per second above a rate a probe showed to hold, as a share of that rate.
 const SLOW_RECOVERY: f64 = 0.05;
 /// Recovery per second without rate-dependent throttling.
@@ -178,7 +178,15 @@ impl Bucket {
                     Some((known, at)) if now.duration_since(at) < INDEPENDENT_FOR => known + MARGIN + 2.0 * stderr,
                     _ => MARGIN + stderr,
                 };
-                let target = (goodput * PROBE_BELOW_GOODPUT).max(MIN_RATE);
+                // What got through is below the refill while Graph's bucket is in debt (it
+                // charges refused requests too); a rate a probe recently showed to hold is a
+                // better floor. (If the budget shrank since, this probe fails to stop the
+                // throttling and the next one goes lower.)
+                let held = match self.sustainable {
+                    Some((rate, at)) if now.duration_since(at) < SUSTAINABLE_FOR => rate,
+                    _ => 0.0,
+                };
+                let target = (goodput.max(held) * PROBE_BELOW_GOODPUT).max(MIN_RATE);
                 if share > tolerated && target < self.rate {
                     self.start_probe(share, stderr, target, now);
                     true
@@ -265,7 +273,11 @@ impl TenantLimiter {
                 match b.paused_until {
                     Some(until) if until > now => until - now,
                     _ => {
-                        b.paused_until = None;
+                        // Nothing accrues while paused: the first request after a pause is
+                        // not followed by a burst (Graph counts throttled requests too).
+                        if let Some(until) = b.paused_until.take() {
+                            b.refilled_at = b.refilled_at.max(until);
+                        }
                         let elapsed = now.duration_since(b.refilled_at).as_secs_f64();
                         b.tokens = (b.tokens + elapsed * b.rate).min(self.limits.burst);
                         b.refilled_at = now;

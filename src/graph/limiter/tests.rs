@@ -84,12 +84,13 @@ async fn faults_that_do_not_depend_on_the_rate_do_not_lower_it() {
     // Tenant-wide pauses of 2 s on average after 10% of the answers already hold the
     // sending to about 5/s; a probe dips to just below that for one window, once every
     // five minutes at most, and the rate goes back to the configured one at once. A probe
-    // lasts its 60 answers at ~2.5/s, plus the pause and settling before they count: about
-    // 30 s, so two in 600 s (the first, and one when INDEPENDENT_FOR runs out).
+    // lasts its 60 answers at what gets through at ~2.4/s between the 1–3 s pauses (~1.3/s),
+    // plus settling: up to ~50 s, twice in 600 s (the first, and when INDEPENDENT_FOR runs
+    // out).
     let lowest = trace.iter().map(|t| t.1).fold(f64::MAX, f64::min);
     assert!(lowest >= 1.0, "the rate fell to {lowest:.2}/s of 100/s under rate-independent 429s");
     let low_time: Duration = trace.windows(2).filter(|w| w[0].1 < 50.0).map(|w| w[1].0 - w[0].0).sum();
-    assert!(low_time < Duration::from_secs(75), "below half the configured rate for {low_time:?} of 600 s");
+    assert!(low_time < Duration::from_secs(120), "below half the configured rate for {low_time:?} of 600 s");
 }
 
 /// The emulator's (and Graph's) per-tenant bucket: every request costs a unit,
@@ -112,29 +113,27 @@ impl GraphBucket {
     }
 }
 
-/// Judges a trace against a bucket refilled at `refill`/s, after a minute to find it: what
-/// got through, how much was throttled, and where the allowed rate went (lowest, and the
-/// mean over time). The band: never below a third of the refill (no collapse), on average
-/// within [0.6, 1.6] × the refill, at least 70% of the refill gets through and at most a
-/// fifth is throttled. The rate peaks above the refill each time it climbs past it, while
-/// the bucket's saved capacity hides the excess, and a probe then goes below it.
+/// Judges a trace against a bucket refilled at `refill`/s, after a minute to find it. What
+/// users get: requests sent at 0.8–1.5 × the refill (Retry-After pauses and the allowed rate
+/// together), at least 80% of the refill getting through, at most a fifth throttled; and
+/// the allowed rate never below a third of the refill (no collapse).
 fn judge_against_bucket(trace: &[(Duration, f64, bool)], refill: f64, secs: u64) {
     let settled: Vec<_> = trace.iter().filter(|t| t.0 >= Duration::from_secs(60)).collect();
+    let seconds = (secs - 60) as f64;
     let lowest = settled.iter().map(|t| t.1).fold(f64::MAX, f64::min);
     let highest = settled.iter().map(|t| t.1).fold(0.0, f64::max);
-    let span = (settled.last().unwrap().0 - settled[0].0).as_secs_f64();
-    let mean = settled.windows(2).map(|w| w[0].1 * (w[1].0 - w[0].0).as_secs_f64()).sum::<f64>() / span;
-    let ok = settled.iter().filter(|t| !t.2).count() as f64 / (secs - 60) as f64;
+    let sent = settled.len() as f64 / seconds;
+    let ok = settled.iter().filter(|t| !t.2).count() as f64 / seconds;
     let throttled = settled.iter().filter(|t| t.2).count();
     let summary = format!(
-        "allowed rate lowest {lowest:.2}, mean {mean:.2}, highest {highest:.2}; goodput {ok:.2}/s; \
+        "allowed rate lowest {lowest:.2}, highest {highest:.2}; sent {sent:.2}/s, goodput {ok:.2}/s; \
          {throttled} of {} throttled; refill {refill}",
         settled.len()
     );
     println!("{summary}");
     assert!(lowest >= refill / 3.0, "collapsed: {summary}");
-    assert!((0.6 * refill..=1.6 * refill).contains(&mean), "mean outside the band: {summary}");
-    assert!(ok >= refill * 0.7, "goodput: {summary}");
+    assert!((0.8 * refill..=1.5 * refill).contains(&sent), "send rate: {summary}");
+    assert!(ok >= refill * 0.8, "goodput: {summary}");
     assert!(throttled < settled.len() / 5, "throttled: {summary}");
 }
 
