@@ -14,6 +14,11 @@ use pwreset_testkit::observe::{History, Seen, now_ms, operation_gets, request_lo
 use pwreset_testkit::{Harness, Operator, condition, eventually};
 use serde_json::{Value, json};
 
+/// TTL deletions are timed in wall-clock milliseconds: the tests of this file run one at a time, so
+/// they do not slow each other down on a 2-core machine (a bound loosened for that would
+/// mean nothing).
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Tolerance for the watch delivering "finished" later than "deleted" is measured from.
 const WATCH_SLACK_MS: i64 = 300;
 /// How soon after it is due a resource must be gone.
@@ -37,6 +42,7 @@ fn deleted_at(history: &History, name: &str) -> Option<i64> {
 
 #[tokio::test]
 async fn active_deadline_gives_up_on_an_operation_that_never_ends() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let h = Harness::start(&[]).await;
     let history = History::start(h.api());
     h.emulator.add_operation(json!({"userId": "dana", "id": "op-forever", "status": "running"})).await;
@@ -82,6 +88,7 @@ async fn active_deadline_gives_up_on_an_operation_that_never_ends() {
 
 #[tokio::test]
 async fn ttl_after_finished_deletes_on_time_and_zero_deletes_at_once() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let h = Harness::start(&[]).await;
     let history = History::start(h.api());
     let ends_soon = |id: &str, end: &str| {
@@ -134,6 +141,7 @@ async fn ttl_after_finished_deletes_on_time_and_zero_deletes_at_once() {
 
 #[tokio::test]
 async fn resources_that_expired_while_the_operator_was_down_are_deleted_when_it_returns() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let parts = Harness::start_without_operator().await;
     let operator = parts.start_operator(&[]);
     operator.wait_ready().await;
