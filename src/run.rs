@@ -112,10 +112,20 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // This replica does the work from here on (it holds the Lease, or there is none).
     health.metrics.set_leader(true);
     let ready = health.clone();
-    let controller = controller::run(ctx, stopped(stop_rx.clone()), shard, move || {
+    let resets = args.enable_password_reset.then(|| crate::reconcile_reset::run(ctx.clone(), stopped(stop_rx.clone())));
+    if resets.is_some() {
+        info!("the PasswordReset controller is enabled: it calls resetPassword");
+    }
+    let trackers = controller::run(ctx, stopped(stop_rx.clone()), shard, move || {
         info!("cache synced; ready");
         ready.set_ready(true);
     });
+    let controller = async move {
+        match resets {
+            Some(resets) => drop(tokio::join!(trackers, resets)),
+            None => trackers.await,
+        }
+    };
     let lost = async {
         match leadership.as_mut() {
             Some(l) => l.lost().await,
