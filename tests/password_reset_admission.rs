@@ -158,3 +158,14 @@ async fn the_admission_policy_limits_namespaces_and_targets_with_readable_messag
         cp.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
     }
 }
+
+/// Argo CD gets the same health check for PasswordReset (its conditions follow the same
+/// vocabulary; tests/argocd_health.rs maps every reason, the new ones included).
+#[test]
+fn argocd_has_a_health_check_for_password_resets() {
+    let cm: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(repo_root().join("gitops/argocd/argocd-cm.yaml")).unwrap())
+            .unwrap();
+    let script = std::fs::read_to_string(repo_root().join("gitops/argocd/health.lua")).unwrap();
+    assert_eq!(cm["data"]["resource.customizations.health.pwreset.dev_PasswordReset"].as_str(), Some(script.as_str()));
+}
