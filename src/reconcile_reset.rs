@@ -207,8 +207,9 @@ async fn track(
     let phase = decide::mirror(child.status.as_ref().map(|s| s.conditions.as_slice()));
     let mut next = PasswordResetStatus { operation_name: Some(name), ..status.clone() };
     next = decide::with_phase(next, &phase, obj.meta().generation, Timestamp::now());
-    if &next != status {
-        write(api, obj, next).await?;
+    if &next != status && write(api, obj, next).await?.is_some() && decide::mirror_reason(status) != phase.reason {
+        let type_ = if phase.reason.is_problem() { EventType::Warning } else { EventType::Normal };
+        publish(ctx, obj, type_, phase.reason, &phase.message);
     }
     Ok(Action::await_change())
 }

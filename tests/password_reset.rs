@@ -310,3 +310,39 @@ async fn annotate(h: &Harness, name: &str, value: Option<&str>) {
     let patch = json!({"metadata": {"annotations": {"pwreset.dev/allow-another-attempt": value}}});
     resets(h).patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_202_without_location_is_finished_untracked_and_a_foreign_secret_is_never_overwritten() {
+    let h = start().await;
+    // Graph may leave Location out: the reset happened, but there is nothing to track.
+    let mut config = h.emulator.admin("GET", "/config", json!({})).await;
+    config["resetPassword"]["omitLocation"] = json!(true);
+    h.emulator.admin("PUT", "/config", config.clone()).await;
+    create_reset(&h, "ivan", "ivan@contoso.com", json!({})).await;
+    let blind = wait_reason(&h, "ivan", "ResetAcceptedWithoutLocation").await;
+    let status = blind.status.clone().unwrap();
+    assert!(status.conditions.iter().any(|c| c.type_ == "Finished" && c.status == "True"));
+    assert!(ready(&blind).unwrap().2.contains("check the user's sign-in"), "{:?}", ready(&blind));
+    assert_eq!((status.operation_name, status.location), (None, None), "no child without a Location");
+    let (password, _) = password_in(&h, "ivan-password").await;
+    assert!(is_current_password(&h, &user_of("ivan"), &password).await, "the Secret has the password Graph set");
+    config["resetPassword"]["omitLocation"] = json!(false);
+    h.emulator.admin("PUT", "/config", config).await;
+
+    // A Secret of that name that this PasswordReset does not own stops it before anything
+    // is sent; once it is gone, the reset goes ahead (positive control).
+    create_secret(&h.client, &h.ns, "judy-password", json!({"password": "someone-elses-value"})).await;
+    create_reset(&h, "judy", &user_of("judy"), json!({})).await;
+    wait_reason(&h, "judy", "PasswordSecretConflict").await;
+    control_reset(&h, "control").await;
+    assert_eq!(processed(&h, &user_of("judy")).await, 0, "nothing sent while the name is taken");
+    assert_eq!(password_in(&h, "judy-password").await.0, "someone-elses-value", "never overwritten");
+    Api::<Secret>::namespaced(h.client.clone(), &h.ns).delete("judy-password", &DeleteParams::default()).await.unwrap();
+    wait_reason(&h, "judy", "Succeeded").await;
+    assert_eq!(processed(&h, &user_of("judy")).await, 1);
+    assert_eq!(processed(&h, &user_of("ivan")).await, 1, "a finished reset is never sent again");
+}
+
+fn user_of(name: &str) -> String {
+    format!("{name}@contoso.com")
+}
