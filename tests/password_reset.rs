@@ -24,7 +24,11 @@ const WAIT: Duration = Duration::from_secs(90);
 const RESET_CREDENTIALS: &str = "reset-credentials";
 
 async fn start() -> Harness {
-    let h = Harness::start(&[ENABLE]).await;
+    start_with(&[]).await
+}
+
+async fn start_with(extra: &[&str]) -> Harness {
+    let h = Harness::start(&[&[ENABLE], extra].concat()).await;
     let token = format!("rw-{}", uuid::Uuid::new_v4());
     let grant = json!({"token": token, "tenant": pwreset_testkit::harness::TENANT, "kind": "delegated",
         "scopes": ["UserAuthenticationMethod.ReadWrite.All"], "subject": "admin@contoso.com"});
@@ -345,4 +349,27 @@ async fn a_202_without_location_is_finished_untracked_and_a_foreign_secret_is_ne
 
 fn user_of(name: &str) -> String {
     format!("{name}@contoso.com")
+}
+
+#[tokio::test]
+async fn a_request_that_times_out_is_never_sent_again_and_a_ttl_collects_a_finished_reset() {
+    let h = start_with(&["--graph-timeout", "2s"]).await;
+    // Graph acts, then answers after the operator stopped waiting.
+    script(&h, json!([{"fault": "holdAfterProcessing", "ms": 8000}])).await;
+    create_reset(&h, "kim", &user_of("kim"), json!({})).await;
+    let unknown = wait_reason(&h, "kim", "ResetOutcomeUnknown").await;
+    assert!(ready(&unknown).unwrap().2.contains("timed out"), "{:?}", ready(&unknown));
+
+    // ttlSecondsAfterFinished deletes the finished PasswordReset; the garbage collector
+    // takes its Secret and child with it. The control for "kim was not sent again" too.
+    create_reset(&h, "lee", &user_of("lee"), json!({"ttlSecondsAfterFinished": 1})).await;
+    let secrets = Api::<Secret>::namespaced(h.client.clone(), &h.ns);
+    eventually("lee to finish and be deleted with its Secret", WAIT, || async {
+        let parent = resets(&h).get_opt("lee").await.map_err(|e| e.to_string())?;
+        let secret = secrets.get_opt("lee-password").await.map_err(|e| e.to_string())?;
+        if parent.is_none() && secret.is_none() { Ok(()) } else { Err(format!("{:?}", parent.map(|p| p.status))) }
+    })
+    .await;
+    assert_eq!(processed(&h, &user_of("lee")).await, 1, "positive control: lee was reset");
+    assert_eq!(processed(&h, &user_of("kim")).await, 1, "kim: processed once, never sent again");
 }

@@ -169,3 +169,57 @@ fn argocd_has_a_health_check_for_password_resets() {
     let script = std::fs::read_to_string(repo_root().join("gitops/argocd/health.lua")).unwrap();
     assert_eq!(cm["data"]["resource.customizations.health.pwreset.dev_PasswordReset"].as_str(), Some(script.as_str()));
 }
+
+/// `helm template` of the whole chart (default values plus `args`).
+fn render_all(args: &[&str]) -> String {
+    let home = repo_root().join("target/tmp/helm");
+    let out = Command::new(tool("helm"))
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"))
+        .args(["template", "rel"])
+        .arg(repo_root().join("charts/pwreset-operator"))
+        .args(["--namespace", "ops", "--kube-version", "v1.36.3"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "helm template: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn the_chart_installs_the_reset_controller_only_when_asked() {
+    let default = render_all(&[]);
+    for absent in ["--enable-password-reset", "passwordresets", "ValidatingAdmissionPolicy", "requester"] {
+        assert!(!default.contains(absent), "default values must not render {absent}");
+    }
+    let enabled = render_all(&["--set", "passwordReset.enabled=true"]);
+    assert!(enabled.contains("\"--enable-password-reset\""));
+    let objs: Vec<Value> = serde_yaml::Deserializer::from_str(&enabled)
+        .map(|doc| Value::deserialize(doc).unwrap())
+        .filter(|v| !v.is_null())
+        .collect();
+    let named = |kind: &str, suffix: &str| {
+        objs.iter().find(|o| o["kind"] == kind && o["metadata"]["name"].as_str().is_some_and(|n| n.ends_with(suffix)))
+    };
+    let role = named("ClusterRole", "-password-reset").expect("the operator's extra ClusterRole");
+    let secrets = role["rules"].as_array().unwrap().iter().find(|r| r["resources"] == json!(["secrets"])).unwrap();
+    assert_eq!(secrets["verbs"], json!(["get", "create", "update"]), "no list, watch or delete of Secrets");
+    assert!(named("ClusterRoleBinding", "-password-reset").is_some());
+    let requester = named("ClusterRole", "-requester").expect("the requester role");
+    assert!(requester["metadata"]["labels"].get("rbac.authorization.k8s.io/aggregate-to-edit").is_none(), "opt-in");
+    assert!(named("ValidatingAdmissionPolicy", "-password-reset").is_some());
+    assert!(named("ValidatingAdmissionPolicyBinding", "-password-reset").is_some());
+    let scoped = render_all(&["--set", "passwordReset.enabled=true", "--set", "watchNamespace=team-a"]);
+    assert!(
+        scoped.contains("kind: Role\nmetadata:\n  name: rel-pwreset-operator-password-reset\n  namespace: team-a"),
+        "{scoped}"
+    );
+    let edit = render_all(&[
+        "--set",
+        "passwordReset.enabled=true",
+        "--set",
+        "passwordReset.requesterRole.aggregateToEdit=true",
+    ]);
+    assert!(edit.contains("rbac.authorization.k8s.io/aggregate-to-edit: \"true\""));
+}
