@@ -95,6 +95,7 @@ pub struct RunArgs {
 
     /// Also run the PasswordReset controller, which CALLS resetPassword (changes users'
     /// passwords) and creates Secrets. Off by default: without it PasswordResets are ignored.
+    /// With --total-shards, only shard 0 handles PasswordResets.
     #[arg(long, env = "PWRESET_ENABLE_PASSWORD_RESET")]
     pub enable_password_reset: bool,
 

@@ -112,7 +112,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // This replica does the work from here on (it holds the Lease, or there is none).
     health.metrics.set_leader(true);
     let ready = health.clone();
-    let resets = args.enable_password_reset.then(|| crate::reconcile_reset::run(ctx.clone(), stopped(stop_rx.clone())));
+    // One writer per PasswordReset: two processes could each write the password Secret before
+    // one of them wins the conditional Sending write. Shards split PasswordResetOperations
+    // only; PasswordResets all go to shard 0 (and leader election leaves one active replica).
+    let reset_writer = args.enable_password_reset && args.shard == 0;
+    if args.enable_password_reset && !reset_writer {
+        info!("--enable-password-reset: PasswordResets are handled by shard 0, not this shard");
+    }
+    let resets = reset_writer.then(|| crate::reconcile_reset::run(ctx.clone(), stopped(stop_rx.clone())));
     if resets.is_some() {
         info!("the PasswordReset controller is enabled: it calls resetPassword");
     }
