@@ -221,9 +221,11 @@ async fn blocked(
     status: &PasswordResetStatus,
     problem: SecretProblem,
 ) -> Result<Action, Error> {
+    // Nothing was sent either way: say why in status (a Kubernetes refusal such as missing
+    // RBAC for Secrets is the usual cause), not only in the operator's log.
     let (reason, message) = match problem {
         SecretProblem::Blocked(reason, message) => (reason, message),
-        SecretProblem::Kube(e) => return Err(e.into()),
+        SecretProblem::Kube(e) => (Reason::KubernetesApiError, format!("writing the password Secret failed: {e}")),
     };
     let next =
         decide::with_phase(status.clone(), &Phase::new(reason, message), obj.meta().generation, Timestamp::now());
