@@ -114,11 +114,25 @@ async fn send(api: &Api<PasswordReset>, cached: &PasswordReset, ctx: &Context) -
     };
     info!(namespace = fresh.namespace(), name = %fresh.name_any(), attempt = number, "sending resetPassword");
     publish(ctx, &fresh, EventType::Normal, Reason::ResetPending, &format!("sending resetPassword (attempt {number})"));
-    // 4. Once.
-    let secret = fresh.spec.credentials_secret_ref.as_ref().map(|r| r.name.as_str());
-    let secret = secret.or(ctx.settings.default_credentials_secret.as_deref());
-    let ns = fresh.namespace().unwrap_or_default();
-    let call = ctx.graph.reset_password(&ns, secret, &fresh.spec.user_id, &password).await;
+    // 4. Once, and only if the Secret still holds this password (no other writer replaced it
+    //    between steps 2 and 3): Graph and the Secret must never disagree.
+    let call = match reset_secret::holds(&ctx.kube, &fresh, &password).await {
+        Ok(true) => {
+            let secret = fresh.spec.credentials_secret_ref.as_ref().map(|r| r.name.as_str());
+            let secret = secret.or(ctx.settings.default_credentials_secret.as_deref());
+            let ns = fresh.namespace().unwrap_or_default();
+            ctx.graph.reset_password(&ns, secret, &fresh.spec.user_id, &password).await
+        }
+        // Not sent, and known not to be: recorded as NotSent, tried again later.
+        checked => {
+            let message = match checked {
+                Err(e) => format!("reading the password Secret before sending failed ({e}); not sent"),
+                _ => "the password Secret changed before sending; not sent".to_string(),
+            };
+            let answer = crate::decide_reset::Answer::Unsent { reason: Reason::KubernetesApiError, message };
+            crate::graph::reset::ResetCall { answer, request_id: None, client_request_id: None }
+        }
+    };
     drop(password);
     let verdict = decide::verdict(&call.answer);
     // 5. The outcome must not be lost to a conflicting write (say, a person's annotation).

@@ -26,7 +26,7 @@ impl From<kube::Error> for SecretProblem {
     }
 }
 
-/// The password for attempt `number`: copied from spec.passwordFrom, else generated.
+/// The password to send: copied from spec.passwordFrom, else generated.
 pub async fn password_for(client: &kube::Client, reset: &PasswordReset) -> Result<SecretString, SecretProblem> {
     let Some(from) = &reset.spec.password_from else {
         return Ok(crate::password::generate());
@@ -95,4 +95,12 @@ pub async fn write(
         }
     }
     Ok(())
+}
+
+/// Whether the password Secret holds exactly `password` now (checked right before sending).
+pub async fn holds(client: &kube::Client, reset: &PasswordReset, password: &SecretString) -> Result<bool, kube::Error> {
+    let ns = reset.namespace().unwrap_or_default();
+    let secret = Api::<Secret>::namespaced(client.clone(), &ns).get_opt(&reset.spec.password_secret_name).await?;
+    let stored = secret.and_then(|s| s.data).and_then(|d| d.get(PASSWORD_KEY).cloned());
+    Ok(stored.is_some_and(|v| v.0 == password.expose().as_bytes()))
 }

@@ -42,8 +42,8 @@ pub enum Answer {
     NotConnected(String),
     /// The request may have been sent but no answer came (timeout, connection lost).
     Lost(String),
-    /// No token could be had, so nothing was sent.
-    NoToken { reason: Reason, message: String },
+    /// Nothing was sent: no token could be had, or the password Secret check before sending failed.
+    Unsent { reason: Reason, message: String },
 }
 
 /// What an answer means for the attempt.
@@ -80,7 +80,7 @@ pub fn verdict(answer: &Answer) -> Verdict {
             Verdict::NotSent { reason: Reason::GraphUnavailable, message: message.clone(), wait: None }
         }
         Answer::Lost(message) => Verdict::Unknown { message: message.clone() },
-        Answer::NoToken { reason, message } => {
+        Answer::Unsent { reason, message } => {
             Verdict::NotSent { reason: *reason, message: message.clone(), wait: None }
         }
     }

@@ -43,7 +43,7 @@ fn only_answers_that_prove_graph_did_not_act_may_be_sent_again() {
         ("403", http(403), "not sent"),
         ("403 to an app-only token", app_only_403, "not sent"),
         ("connect error", Answer::NotConnected("refused".into()), "not sent"),
-        ("no token", Answer::NoToken { reason: Reason::CredentialsSecretNotFound, message: "m".into() }, "not sent"),
+        ("no token", Answer::Unsent { reason: Reason::CredentialsSecretNotFound, message: "m".into() }, "not sent"),
         ("400 complexity", http(400), "rejected"),
         ("404 user", http(404), "rejected"),
         ("408", http(408), "unknown"),

@@ -55,7 +55,7 @@ impl Graph {
         {
             Ok(token) => token,
             Err(e) => {
-                let answer = Answer::NoToken { reason: e.reason(), message: e.to_string() };
+                let answer = Answer::Unsent { reason: e.reason(), message: e.to_string() };
                 return ResetCall { answer, request_id: None, client_request_id: None };
             }
         };
