@@ -5,7 +5,7 @@
 //! 2. write the password into the owned Secret;
 //! 3. record `attempt {number, phase: Sending}` with a resourceVersion precondition: if
 //!    anything changed meanwhile the write fails and nothing is sent;
-//! 4. POST resetPassword once;
+//! 4. POST resetPassword once, if the Secret still holds that password (else NotSent);
 //! 5. record what the answer means (retrying only the status write, never the POST);
 //! 6. on 202 with Location, create the child PasswordResetOperation and mirror it.
 
