@@ -28,8 +28,9 @@ use crate::api::{NOT_DOTS_RULE, SecretReference, USER_SEGMENT_RULE, conditions_s
     kind = "PasswordReset",
     plural = "passwordresets",
     singular = "passwordreset",
+    // Not in the `pwreset` category: `pwreset` is PasswordResetOperation's short name, and
+    // kubectl expands a category before short names, so `kubectl get pwreset` would list both.
     shortname = "pwr",
-    category = "pwreset",
     namespaced,
     status = "PasswordResetStatus",
     derive = "PartialEq",

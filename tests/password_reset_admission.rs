@@ -77,6 +77,10 @@ fn the_crd_refuses_bad_user_ids_and_spec_changes() {
     assert!(!out.status.success() && err.contains("spec is immutable"), "{err}");
     let shown = cp.kubectl_ok(&["get", "-n", &ns, "pwr"]);
     assert!(shown.contains("ok") && shown.contains("alice@contoso.com"), "short name pwr and the USER column: {shown}");
+    // `pwreset` stays PasswordResetOperation's short name (no shared category).
+    let out = cp.kubectl().args(["get", "-n", &ns, "pwreset"]).output().unwrap();
+    let listed = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(listed.contains("No resources found"), "kubectl get pwreset lists only PasswordResetOperations: {listed}");
     cp.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
 }
 
