@@ -77,6 +77,9 @@ fn the_crd_refuses_bad_user_ids_and_spec_changes() {
     assert!(!out.status.success() && err.contains("spec is immutable"), "{err}");
     let shown = cp.kubectl_ok(&["get", "-n", &ns, "pwr"]);
     assert!(shown.contains("ok") && shown.contains("alice@contoso.com"), "short name pwr and the USER column: {shown}");
+    let example = std::fs::read_to_string(repo_root().join("examples/passwordreset.yaml")).unwrap();
+    kubectl(cp, &["create", "--dry-run=server", "-n", &ns, "-f", "-"], &example)
+        .unwrap_or_else(|e| panic!("the example: {e}"));
     // `pwreset` stays PasswordResetOperation's short name (no shared category).
     let out = cp.kubectl().args(["get", "-n", &ns, "pwreset"]).output().unwrap();
     let listed = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
