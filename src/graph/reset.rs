@@ -80,9 +80,7 @@ impl Graph {
             Ok(response) => response,
             Err(e) => {
                 self.metrics().graph_request(&tenant, "none", started.elapsed());
-                // A connect error means no byte of the request left this process.
-                let message = format!("the request to Graph failed: {}", outbound::describe(&e));
-                let answer = if e.is_connect() { Answer::NotConnected(message) } else { Answer::Lost(message) };
+                let answer = unanswered(&e);
                 tracing::info!(client_request_id = %client_request_id, error = %answer_text(&answer), "resetPassword got no answer");
                 return ResetCall { answer, request_id: None, client_request_id: Some(client_request_id) };
             }
@@ -125,6 +123,13 @@ impl Graph {
     }
 }
 
+/// A request without an answer. Only a connect error proves that no byte of the request
+/// left this process; a timeout or a connection lost later may have reached Graph.
+fn unanswered(e: &reqwest::Error) -> Answer {
+    let message = format!("the request to Graph failed: {}", outbound::describe(e));
+    if e.is_connect() { Answer::NotConnected(message) } else { Answer::Lost(message) }
+}
+
 fn answer_text(answer: &Answer) -> &str {
     match answer {
         Answer::NotConnected(m) | Answer::Lost(m) => m,
@@ -135,6 +140,34 @@ fn answer_text(answer: &Answer) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncReadExt as _;
+
+    async fn post(url: String) -> reqwest::Error {
+        let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build().unwrap();
+        client.post(url).json(&serde_json::json!({"newPassword": "x"})).send().await.expect_err("no answer")
+    }
+
+    #[tokio::test]
+    async fn only_a_refused_connection_counts_as_not_sent() {
+        crate::install_crypto_provider();
+        // Nobody listens: the request never left.
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let refused = unanswered(&post(format!("http://127.0.0.1:{port}/r")).await);
+        assert!(matches!(refused, Answer::NotConnected(_)), "{refused:?}");
+        // The server reads the whole request, then hangs up: Graph may have acted.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let _ = socket.read(&mut buf).await;
+            drop(socket);
+        });
+        let dropped = unanswered(&post(format!("http://{addr}/r")).await);
+        assert!(matches!(dropped, Answer::Lost(_)), "{dropped:?}");
+    }
 
     #[test]
     fn the_user_is_one_path_segment_after_the_configured_root() {
