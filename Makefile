@@ -57,7 +57,8 @@ build: ## build every binary of the workspace (release): operator, Graph emulato
 .PHONY: crds
 crds: ## regenerate crds/ and the chart's copy from the Rust types
 	$(CARGO) run --quiet --locked -p pwreset-operator --bin pwreset-operator -- crd > crds/passwordresetoperations.pwreset.dev.yaml
-	cp crds/passwordresetoperations.pwreset.dev.yaml charts/pwreset-operator/crds/
+	$(CARGO) run --quiet --locked -p pwreset-operator --bin pwreset-operator -- crd password-reset > crds/passwordresets.pwreset.dev.yaml
+	cp crds/passwordresetoperations.pwreset.dev.yaml crds/passwordresets.pwreset.dev.yaml charts/pwreset-operator/crds/
 
 .PHONY: lint
 lint: ## rustfmt and clippy, warnings are errors

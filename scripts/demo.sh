@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: a local Kubernetes control plane, the Graph emulator, a device-code sign-in
 # (`pwreset-operator login`) that writes the credentials Secret, the operator and three
-# PasswordResetOperations (one succeeds, one fails, one is throttled first), live.
+# PasswordResetOperations (one succeeds, one fails, one is throttled first), and one
+# PasswordReset that starts a reset itself (resetPassword, at most once), live.
 #
 # Needs what `make demo` builds first: target/control-plane/kube-control-plane (and the
 # kubectl link to it), target/debug/pwreset-operator and target/debug/graph-emulator.
@@ -159,9 +160,9 @@ echo "    Graph: $GRAPH_URL"
 # 3. The CRD, a namespace and the credentials Secret: written by `pwreset-operator login`, the
 #    device-code sign-in a person does once for a real tenant. The emulator approves the code
 #    by itself after 8 s (deviceCode.autoApproveAfterSeconds in examples/emulator.yaml).
-say "Installing the PasswordResetOperation CRD"
+say "Installing the PasswordResetOperation and PasswordReset CRDs"
 "$KUBECTL" apply --server-side -f "$ROOT/crds/"
-"$KUBECTL" wait --for=condition=Established --timeout=60s crd/passwordresetoperations.pwreset.dev
+"$KUBECTL" wait --for=condition=Established --timeout=60s crd/passwordresetoperations.pwreset.dev crd/passwordresets.pwreset.dev
 "$KUBECTL" create namespace "$NS"
 say "Signing in: pwreset-operator login (device code; the emulator approves it after 8 s)"
 LOGIN_ARGS=(--tenant contoso.onmicrosoft.com --client-id 0d3c6a5e-1f0b-4a4e-9a53-6f1b0c0f1e01
@@ -175,7 +176,8 @@ if [[ $ON_NODE == 1 ]]; then
   say "Installing the chart: the operator as a pod on the node"
   "$HELM" install pwreset "$ROOT/charts/pwreset-operator" --namespace pwreset-system --create-namespace \
     --set image.pullPolicy=Never --set pollInterval=2s --set logFormat=text \
-    --set graphUrl="$GRAPH_URL" --set loginUrl="$GRAPH_URL" --set allowPlainHttp=true >/dev/null
+    --set graphUrl="$GRAPH_URL" --set loginUrl="$GRAPH_URL" --set allowPlainHttp=true \
+    --set passwordReset.enabled=true --set "passwordReset.admission.allowedNamespaces={$NS}" >/dev/null
   "$KUBECTL" -n pwreset-system rollout status deployment/pwreset-pwreset-operator --timeout=180s
   "$KUBECTL" -n pwreset-system get pods -o wide
   METRICS_PORT="<pod IP>:8080 (kubectl -n pwreset-system get pods -o wide)"
@@ -183,7 +185,7 @@ else
 METRICS_PORT=$(free_port)
 say "Starting pwreset-operator (metrics on 127.0.0.1:$METRICS_PORT)"
 start pwreset-operator "$WORK/operator.log" "$OPERATOR" run \
-  --graph-url "$GRAPH_URL" --login-url "$GRAPH_URL" --poll-interval 2s \
+  --graph-url "$GRAPH_URL" --login-url "$GRAPH_URL" --poll-interval 2s --enable-password-reset \
   --metrics-addr "127.0.0.1:$METRICS_PORT" --log-format text
 for ((i = 0; i < 600; i++)); do
   [[ $(http_status "$METRICS_PORT" /readyz) == 200 ]] && break
@@ -219,6 +221,25 @@ else
   sed "s#https://graph.microsoft.com#${GRAPH_URL}#" "$ROOT/examples/passwordresetoperation-by-location.yaml" | k apply -f -
 fi
 
+# 6. A PasswordReset: the operator generates a password, stores it in Secret
+#    carol-new-password, calls resetPassword once and tracks the operation with a child.
+#    resetPassword needs delegated UserAuthenticationMethod.ReadWrite.All: the emulator's
+#    static demo token has it (the login above asked for Read.All only, least privilege).
+say "Creating a PasswordReset for carol@contoso.com (the operator calls resetPassword)"
+k create secret generic reset-credentials --from-literal=token=demo-static-token
+k apply -f - <<'EOF'
+apiVersion: pwreset.dev/v1alpha1
+kind: PasswordReset
+metadata:
+  name: reset-carol
+spec:
+  userId: carol@contoso.com
+  credentialsSecretRef:
+    name: reset-credentials
+  passwordSecretName: carol-new-password
+  pollInterval: 2s
+EOF
+
 say "Watching (kubectl get pwreset -w) until every resource is Finished"
 "$KUBECTL" -n "$NS" get pwreset -w &  # not via k(): $! must be kubectl itself
 WATCH_PID=$!
@@ -230,6 +251,7 @@ WAIT_PID=$!
 set +m
 wait "$WAIT_PID" || die "not every resource was Finished within $TIMEOUT"
 WAIT_PID=
+k wait --for=condition=Finished pwr/reset-carol --timeout="$TIMEOUT" >/dev/null || die "reset-carol was not Finished within $TIMEOUT"
 sleep 0.5 # let the watch print the last change
 stop_pid "$WATCH_PID" "kubectl get -w"
 WATCH_PID=
@@ -243,6 +265,15 @@ k get pwreset -o jsonpath='{range .items[*]}{.metadata.name}{"\tReady="}{.status
 say "What the operator recorded for reset-by-location (throttled first)"
 k get events --field-selector involvedObject.name=reset-by-location --sort-by=.metadata.creationTimestamp \
   -o custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message
+
+say "The PasswordReset (kubectl get pwr -o wide), its password Secret (keys only) and events"
+k get pwr -o wide
+k get secret carol-new-password -o 'go-template=    Secret {{.metadata.name}}, owned by {{(index .metadata.ownerReferences 0).kind}}/{{(index .metadata.ownerReferences 0).name}}, keys:{{range $k, $v := .data}} {{$k}}{{end}}{{"\n"}}'
+k get events --field-selector involvedObject.name=reset-carol --sort-by=.metadata.creationTimestamp \
+  -o custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message
+GRAPH_HOSTPORT=${GRAPH_URL#http://}
+printf '    resets the emulator processed: %s\n' \
+  "$( (exec 3<>"/dev/tcp/${GRAPH_HOSTPORT%%:*}/${GRAPH_HOSTPORT##*:}" && printf 'GET /_emulator/reset-password HTTP/1.0\r\nHost: x\r\n\r\n' >&3 && tail -n 1 <&3) 2>/dev/null || echo '?')"
 
 say "Look further"
 if [[ $KEEP_RUNNING == 1 ]]; then

@@ -13,11 +13,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Rejects characters that would let an id escape its URL path segment, and control characters.
-const PATH_SEGMENT_RULE: &str = "!self.matches('[/?#%\\\\s\\\\x00-\\\\x1f\\\\x7f]')";
+pub(crate) const PATH_SEGMENT_RULE: &str = "!self.matches('[/?#%\\\\s\\\\x00-\\\\x1f\\\\x7f]')";
 /// The same for a user id, where `#` is allowed: guests' UPNs contain `#EXT#` (sent encoded).
-const USER_SEGMENT_RULE: &str = "!self.matches('[/?%\\\\\\\\\\\\s\\\\x00-\\\\x1f\\\\x7f]')";
+pub(crate) const USER_SEGMENT_RULE: &str = "!self.matches('[/?%\\\\\\\\\\\\s\\\\x00-\\\\x1f\\\\x7f]')";
 /// `.` and `..` are not ids: URL libraries collapse them into the parent path.
-const NOT_DOTS_RULE: &str = "!self.matches('^[.]+$')";
+pub(crate) const NOT_DOTS_RULE: &str = "!self.matches('^[.]+$')";
 
 /// Tracks one Microsoft Entra ID password-reset operation (a Microsoft Graph
 /// longRunningOperation read with GET /users/{id}/authentication/operations/{id}) and mirrors
@@ -214,7 +214,7 @@ pub struct PasswordResetOperationStatus {
 }
 
 /// A list of metav1.Condition merged by `type`, as kstatus and `kubectl wait` expect.
-fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+pub(crate) fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
     let mut schema = generator.subschema_for::<Vec<Condition>>();
     let object = schema.ensure_object();
     object.insert("x-kubernetes-list-type".into(), "map".into());

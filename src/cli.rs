@@ -26,13 +26,23 @@ pub struct Cli {
 pub enum Command {
     /// Run the operator (uses the kubeconfig or the in-cluster service account).
     Run(Box<RunArgs>),
-    /// Print the CustomResourceDefinition as YAML.
-    Crd,
+    /// Print a CustomResourceDefinition as YAML (PasswordResetOperation unless a kind is named).
+    Crd {
+        /// `password-reset` prints the PasswordReset CRD.
+        #[arg(value_enum)]
+        kind: Option<CrdKind>,
+    },
     /// Check the installation (CRD, RBAC, Graph and login reachable, optionally a credentials
     /// Secret): one line per check; exit code 0 when all pass. Takes every `run` flag.
     Check(Box<crate::check::CheckArgs>),
     /// Sign a person in (device code) and store the refresh token in the credentials Secret.
     Login(Box<crate::login::LoginArgs>),
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrdKind {
+    PasswordResetOperation,
+    PasswordReset,
 }
 
 #[derive(clap::Args, Debug)]
@@ -82,6 +92,12 @@ pub struct RunArgs {
     /// Graph requests a tenant may send at once after a quiet period.
     #[arg(long, env = "PWRESET_TENANT_BURST", default_value_t = 100.0, value_parser = positive_f64)]
     pub tenant_burst: f64,
+
+    /// Also run the PasswordReset controller, which CALLS resetPassword (changes users'
+    /// passwords) and creates Secrets. Off by default: without it PasswordResets are ignored.
+    /// With --total-shards, only shard 0 handles PasswordResets.
+    #[arg(long, env = "PWRESET_ENABLE_PASSWORD_RESET")]
+    pub enable_password_reset: bool,
 
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "PWRESET_NAMESPACE")]

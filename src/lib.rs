@@ -8,6 +8,7 @@
 //! `check` is the `check` subcommand (is this installation able to work?).
 
 pub mod api;
+pub mod api_reset;
 pub mod check;
 pub mod cli;
 pub mod conditions;
@@ -15,6 +16,7 @@ pub mod context;
 pub mod controller;
 pub mod credentials;
 pub mod decide;
+pub mod decide_reset;
 pub mod duration;
 pub mod events;
 pub mod graph;
@@ -23,8 +25,11 @@ pub mod leader;
 pub mod login;
 pub mod metrics;
 pub mod outbound;
+pub mod password;
 pub mod reason;
 pub mod reconcile;
+pub mod reconcile_reset;
+pub mod reset_secret;
 pub mod run;
 pub mod server;
 pub mod shard;

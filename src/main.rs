@@ -3,13 +3,16 @@
 use clap::Parser;
 use tracing::error;
 
-use pwreset_operator::cli::{Cli, Command};
-use pwreset_operator::{api, check, install_crypto_provider, login, run, telemetry};
+use pwreset_operator::cli::{Cli, Command, CrdKind};
+use pwreset_operator::{api, api_reset, check, install_crypto_provider, login, run, telemetry};
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Crd => {
-            print!("{}", api::crd_yaml());
+        Command::Crd { kind } => {
+            match kind {
+                Some(CrdKind::PasswordReset) => print!("{}", api_reset::crd_yaml()),
+                _ => print!("{}", api::crd_yaml()),
+            }
             Ok(())
         }
         Command::Check(args) => {

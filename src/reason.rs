@@ -101,6 +101,20 @@ reasons! {
     ConsentRequired => Blocked, true, "an administrator must grant consent to the app's delegated permission; a new sign-in does not help";
     GraphRequestRejected => Blocked, true, "Graph refused the request (400, 405, 409, a redirect): retried twice, then PermanentGraphError";
     PermanentGraphError => Failed, true, "Graph refused the same request three times: check the ids and create a new resource";
+    /// PasswordReset: the password Secret is written, resetPassword is about to be sent.
+    ResetPending => Progressing, false, "nothing; a PasswordReset is about to send resetPassword";
+    /// PasswordReset: Graph accepted the reset (202); the child PasswordResetOperation starts tracking.
+    ResetAccepted => Progressing, false, "nothing; the operation Graph started is being tracked";
+    /// PasswordReset: nobody knows whether Graph reset the password; nothing more is sent.
+    ResetOutcomeUnknown => Blocked, true, "check whether the user's password changed (Entra audit log: Reset password (by admin)); to try once more with a new password, set annotation pwreset.dev/allow-another-attempt to status.attempt.number";
+    /// PasswordReset: Graph answered 202 without a Location: the reset was accepted but cannot be tracked.
+    ResetAcceptedWithoutLocation => Failed, true, "Graph accepted the reset but gave no operation to track: check the user's sign-in and the Entra audit log";
+    /// PasswordReset: Graph refused the reset for good (e.g. password complexity, unknown user).
+    ResetRejected => Failed, true, "read the message (Graph's error); fix the cause and create a new PasswordReset";
+    /// PasswordReset: the password Secret exists and belongs to something else.
+    PasswordSecretConflict => Blocked, true, "choose another spec.passwordSecretName (create a new PasswordReset) or delete that Secret";
+    /// PasswordReset: spec.passwordFrom names a Secret or key that does not exist.
+    PasswordSourceNotFound => Blocked, true, "create the Secret named in spec.passwordFrom with the key; picked up within 30 s";
 }
 
 impl fmt::Display for Reason {
@@ -146,7 +160,13 @@ mod tests {
         for reason in Reason::ALL {
             let ordinary = matches!(
                 reason,
-                Reason::WaitingForGraph | Reason::NotStarted | Reason::Running | Reason::Paused | Reason::Succeeded
+                Reason::WaitingForGraph
+                    | Reason::NotStarted
+                    | Reason::Running
+                    | Reason::Paused
+                    | Reason::Succeeded
+                    | Reason::ResetPending
+                    | Reason::ResetAccepted
             );
             assert_eq!(reason.is_problem(), !ordinary, "{reason}");
             if reason.kind() != Kind::Progressing {

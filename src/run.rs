@@ -112,10 +112,27 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // This replica does the work from here on (it holds the Lease, or there is none).
     health.metrics.set_leader(true);
     let ready = health.clone();
-    let controller = controller::run(ctx, stopped(stop_rx.clone()), shard, move || {
+    // One writer per PasswordReset: two processes could each write the password Secret before
+    // one of them wins the conditional Sending write. Shards split PasswordResetOperations
+    // only; PasswordResets all go to shard 0 (and leader election leaves one active replica).
+    let reset_writer = args.enable_password_reset && args.shard == 0;
+    if args.enable_password_reset && !reset_writer {
+        info!("--enable-password-reset: PasswordResets are handled by shard 0, not this shard");
+    }
+    let resets = reset_writer.then(|| crate::reconcile_reset::run(ctx.clone(), stopped(stop_rx.clone())));
+    if resets.is_some() {
+        info!("the PasswordReset controller is enabled: it calls resetPassword");
+    }
+    let trackers = controller::run(ctx, stopped(stop_rx.clone()), shard, move || {
         info!("cache synced; ready");
         ready.set_ready(true);
     });
+    let controller = async move {
+        match resets {
+            Some(resets) => drop(tokio::join!(trackers, resets)),
+            None => trackers.await,
+        }
+    };
     let lost = async {
         match leadership.as_mut() {
             Some(l) => l.lost().await,

@@ -41,6 +41,7 @@ pub fn routes() -> Router<AppState> {
         .route("/requests", get(requests))
         .route("/stats", get(stats))
         .route("/reset", post(reset))
+        .merge(super::reset_ledger::routes())
 }
 
 /// Handlers answer `Ok` or `Err` with a ready response either way.
@@ -378,6 +379,7 @@ async fn reset(State(emulator): State<AppState>, body: Body) -> AdminResult {
     lock(&emulator.ops).clear();
     lock(&emulator.log).clear();
     lock(&emulator.device_codes).clear();
+    lock(&emulator.resets).clear();
     {
         let mut dir = lock(&emulator.directory);
         if request.all {

@@ -27,6 +27,7 @@ use super::http::{
 use super::identity::{AccessLookup, AccessToken};
 use super::operations::{Operation, Poll, PollRequest};
 use super::reqlog::RouteKind;
+use super::reset_ledger::{self, ResetFault};
 use super::state::{Emulator, Settings, lock};
 use super::throttle::{Decision, usage_header};
 use super::users::{self, BadUserId};
@@ -200,6 +201,13 @@ async fn reset_checked(
     if let Some(delay) = roll.delay {
         tokio::time::sleep(delay).await;
     }
+    let fault = lock(&emulator.resets).next_fault();
+    if let Some(ResetFault::Throttle { retry_after }) = &fault {
+        let mut response = graph_error(ctx, StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", "Too many requests.");
+        set_header(response.headers_mut(), "retry-after", retry_after);
+        return response;
+    }
+    reset_ledger::before_processing(&fault).await;
     if !method.eq_ignore_ascii_case(PASSWORD_METHOD_ID) {
         return graph_error(
             ctx,
@@ -243,6 +251,9 @@ async fn reset_checked(
             "A new password must be provided for users in a hybrid (synchronized) tenant.",
         );
     }
+    if let Some(problem) = new_password.as_deref().and_then(reset_ledger::complexity_problem) {
+        return graph_error(ctx, StatusCode::BAD_REQUEST, "Request_BadRequest", problem);
+    }
 
     let settings = emulator.settings();
     let spec = OperationSpec {
@@ -269,6 +280,8 @@ async fn reset_checked(
 
     // The password comes back only when Graph generated it.
     let generated = new_password.is_none().then(generate_password);
+    let in_effect = new_password.as_deref().or(generated.as_deref()).unwrap_or_default();
+    lock(&emulator.resets).processed(user, in_effect);
     let body = json!({
         "@odata.context": format!("{}/v1.0/$metadata#microsoft.graph.passwordResetResponse", settings.graph_root),
         "newPassword": generated,
@@ -281,7 +294,10 @@ async fn reset_checked(
     if let Some(retry) = &settings.reset_password.retry_after {
         set_header(headers, "retry-after", retry.as_str());
     }
-    response
+    reset_ledger::after_processing(fault, response, |status| {
+        graph_error(ctx, status, "serviceNotAvailable", "The service is temporarily unavailable.")
+    })
+    .await
 }
 
 /// Graph's message for a body it cannot read as JSON.

@@ -31,6 +31,7 @@ mod identity;
 mod operations;
 mod progression;
 mod reqlog;
+mod reset_ledger;
 mod server;
 mod state;
 mod throttle;

@@ -15,6 +15,7 @@ use super::faults::FaultState;
 use super::identity::Directory;
 use super::operations::{Defaults, Operation, OperationStore};
 use super::reqlog::{DEFAULT_CAPACITY, RequestLog};
+use super::reset_ledger::ResetLedger;
 use super::users::operation_path;
 
 /// Locks a mutex even if a panicking thread poisoned it: every update here
@@ -72,6 +73,8 @@ pub struct Emulator {
     pub log: Mutex<RequestLog>,
     /// Pending device authorizations (device-code flow).
     pub device_codes: Mutex<DeviceCodes>,
+    /// Processed resetPasswords, current passwords and the resetPassword fault script.
+    pub resets: Mutex<ResetLedger>,
 }
 
 impl Emulator {
@@ -84,6 +87,7 @@ impl Emulator {
             faults: Mutex::new(FaultState::new(Faults::default())),
             log: Mutex::new(RequestLog::new(DEFAULT_CAPACITY)),
             device_codes: Mutex::new(DeviceCodes::default()),
+            resets: Mutex::new(ResetLedger::default()),
         };
         emulator.apply_config(config)?;
         Ok(emulator)

@@ -97,6 +97,11 @@ impl GraphClient {
         &self.root
     }
 
+    /// The shared outbound HTTP client (resetPassword builds its own request on it).
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// GET the operation. `tenant` labels the metrics.
     pub async fn get_operation(
         &self,

@@ -56,6 +56,10 @@ impl Graph {
         }
     }
 
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     fn feedback(&self, e: &GraphError, tenant: &str, namespace: &str, secret: Option<&str>) {
         match e.kind {
             GraphErrorKind::Throttled => {

@@ -6,6 +6,7 @@ pub mod cloud;
 pub mod gateway;
 pub mod limiter;
 pub mod model;
+pub mod reset;
 pub mod url;
 
 pub use client::{GraphClient, GraphError, GraphErrorKind};

@@ -164,6 +164,9 @@ app.kubernetes.io/component: operator
 - {{ printf "--tenant-burst=%v" $root.Values.tenantBurst | quote }}
 - --metrics-addr=0.0.0.0:{{ $root.Values.metrics.port }}
 - {{ printf "--log-format=%v" $root.Values.logFormat | quote }}
+{{- if $root.Values.passwordReset.enabled }}
+- "--enable-password-reset"
+{{- end }}
 {{- if $leaderElect }}
 - --leader-elect
 - {{ printf "--leader-election-namespace=%v" $root.Release.Namespace | quote }}
