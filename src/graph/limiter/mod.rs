@@ -15,7 +15,8 @@
 //!
 //! So answers are counted in windows (at least [`WINDOW_OUTCOMES`] answers and
 //! [`WINDOW_MIN`]). A window whose throttled share is above what is known to be
-//! rate-independent (nothing at first) by more than [`MARGIN`] plus a standard error starts
+//! rate-independent (nothing at first) by more than [`MARGIN`] plus a standard error, and
+//! in which the rate rather than the tenant's demand set the pace ([`IDLE_SHARE`]), starts
 //! a *probe*: the rate drops just below the window's goodput (what got through per second:
 //! against a token bucket, at most its refill). The next, twice as long window judges the
 //! probe, counting only answers from the first one that got through after the tenant's
@@ -65,6 +66,11 @@ const SUSTAINABLE_FOR: Duration = Duration::from_secs(300);
 const SLOW_RECOVERY: f64 = 0.05;
 /// Recovery per second without rate-dependent throttling.
 const RECOVERY: f64 = 1.1;
+/// A window starts no probe if at least this share of its requests found the tenant's
+/// bucket full: the tenant sent what it had to send, below its rate, and lowering the rate
+/// tests nothing that Retry-After does not already handle (a probe would only dip the rate
+/// of a tenant with little left to do: it fell to 0.67/s of 20/s in the fault suite).
+const IDLE_SHARE: f64 = 0.5;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -79,16 +85,23 @@ struct Window {
     started: Instant,
     ok: u32,
     throttled: u32,
+    /// Requests that found the bucket full: capacity the tenant's demand left unused.
+    idle: u32,
 }
 
 impl Window {
     fn new(now: Instant) -> Self {
-        Window { started: now, ok: 0, throttled: 0 }
+        Window { started: now, ok: 0, throttled: 0, idle: 0 }
     }
 
     fn share(&self) -> f64 {
         let n = self.ok + self.throttled;
         if n == 0 { 0.0 } else { f64::from(self.throttled) / f64::from(n) }
+    }
+
+    /// Whether the tenant's demand, not the rate, set how fast requests went.
+    fn demand_limited(&self) -> bool {
+        f64::from(self.idle) >= IDLE_SHARE * f64::from(self.ok + self.throttled)
     }
 
     /// Standard error of the share, as a sample of the throttling probability.
@@ -187,7 +200,7 @@ impl Bucket {
                     _ => 0.0,
                 };
                 let target = (goodput.max(held) * PROBE_BELOW_GOODPUT).max(MIN_RATE);
-                if share > tolerated && target < self.rate {
+                if share > tolerated && target < self.rate && !w.demand_limited() {
                     self.start_probe(share, stderr, target, now);
                     true
                 } else {
@@ -282,6 +295,9 @@ impl TenantLimiter {
                         b.tokens = (b.tokens + elapsed * b.rate).min(self.limits.burst);
                         b.refilled_at = now;
                         if b.tokens >= 1.0 {
+                            if b.tokens >= self.limits.burst {
+                                b.window.idle += 1;
+                            }
                             b.tokens -= 1.0;
                             return;
                         }

@@ -196,6 +196,36 @@ async fn with_requests_in_flight_the_rate_still_settles_near_a_buckets_refill() 
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_tenant_with_little_to_send_keeps_its_rate_through_rate_independent_429s() {
+    // The fault suite's tail: a tenant with a few resources left sends one request every
+    // 2 s (its bucket, 20/s, is full each time) and 10% of them get a 429.
+    let l = limiter(20.0, 10.0);
+    let mut rng = StdRng::seed_from_u64(11);
+    let (mut throttles, mut lowest) = (0, f64::MAX);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(600) {
+        l.acquire("t").await;
+        tokio::time::advance(Duration::from_millis(20)).await;
+        if rng.random::<f64>() < 0.1 {
+            throttles += 1;
+            l.throttled("t", Some(Duration::from_secs(rng.random_range(1..=3))));
+        } else {
+            l.succeeded("t");
+        }
+        lowest = lowest.min(l.current_rate("t"));
+        tokio::time::advance(Duration::from_secs(2)).await;
+    }
+    assert!(throttles > 20, "the faults happened: {throttles}");
+    assert_eq!(lowest, 20.0, "the rate of a tenant sending below it was lowered");
+    // Positive control: the same tenant sending as fast as it may against a bucket refilled
+    // at 5/s does get its rate lowered.
+    let mut graph = GraphBucket { capacity: 20.0, refill: 5.0, tokens: 20.0, last: Instant::now() };
+    let trace = drive(&l, 120, |now| graph.take(now)).await;
+    let lowest = trace.iter().map(|t| t.1).fold(f64::MAX, f64::min);
+    assert!(lowest < 10.0, "a busy tenant against a 5/s bucket kept {lowest:.2}/s");
+}
+
+#[tokio::test(start_paused = true)]
 async fn idle_tenants_are_forgotten_unless_they_still_remember_throttling() {
     let l = limiter(10.0, 10.0);
     l.acquire("quiet").await;
