@@ -16,6 +16,7 @@ pub mod process;
 pub mod proxy;
 pub mod run;
 pub mod tls;
+pub mod upgrade;
 pub mod wait;
 pub mod watch;
 
