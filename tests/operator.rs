@@ -62,11 +62,10 @@ async fn mirrors_every_field_of_a_successful_operation() {
         assert_eq!(c.observed_generation, done.metadata.generation, "{c:?}");
     }
 
-    // Every Graph state change is an event; the end is one event of its own.
+    // Progress (notStarted → running) is no event; the end is one Normal event.
     let events = h.wait_event("alice", "Succeeded", |e| e.1 == "Succeeded" && e.2.contains("Password changed")).await;
-    let changes: Vec<&str> = events.iter().filter(|e| e.1 == "StatusChanged").map(|e| e.2.as_str()).collect();
-    assert!(changes.iter().any(|n| n.contains("notStarted") || n.contains("running")), "{events:?}");
-    assert!(!changes.iter().any(|n| n.contains("succeeded")), "one event for the end, not two: {events:?}");
+    let reasons: Vec<(&str, &str)> = events.iter().map(|e| (e.0.as_str(), e.1.as_str())).collect();
+    assert_eq!(reasons, [("Normal", "Succeeded")], "one event, for the end: {events:?}");
 
     // The token never leaves the Secret (tests/leaks.rs covers every credential path).
     let outputs = pwreset_testkit::leaks::operator_outputs(&h.client, &h.ns, &h.operator).await;
