@@ -409,7 +409,8 @@ fn events_mark_problems_recovery_and_the_end_not_progress() {
     let outage_again = round(&outage.status, &graph_error(GraphErrorKind::Unavailable, None, "r2"), 4, 1);
     let back = round(&outage.status, &op("running"), 5, 1);
     let throttled = round(&running.status, &graph_error(GraphErrorKind::Throttled, None, "t"), 3, 0);
-    let table: [(&str, &Decision, &[(bool, &str)]); 10] = [
+    type Row<'a> = (&'a str, &'a Decision, &'a [(bool, &'a str)]);
+    let table: [Row; 10] = [
         ("first answer notStarted", &not_started, &[]),
         ("notStarted → running", &running, &[]),
         ("running → running", &round(&running.status, &op("running"), 3, 0), &[]),
