@@ -195,6 +195,7 @@ pub async fn sharded(cfg: &Cfg, n: usize) -> anyhow::Result<ScenarioReport> {
         metrics.reconciles_error += s.metrics.reconciles_error;
         metrics.token_requests += s.metrics.token_requests;
     }
+    metrics.graph_latency_mean_ms = mean(shares.iter().map(|s| s.metrics.graph_latency_mean_ms));
     let (low, high) =
         (shares_pct.iter().copied().fold(100.0, f64::min), shares_pct.iter().copied().fold(0.0, f64::max));
     rows.push(("Mean peak RSS per shard".into(), format!("{:.1} MiB", mean(shares.iter().map(|s| s.peak_rss_mib)))));
