@@ -155,6 +155,24 @@ async fn throttling_is_honoured_no_request_before_retry_after() {
     h.wait_event("erin", "Warning Throttled", |e| e.0 == "Warning" && e.1 == "Throttled").await;
 }
 
+/// README, "Events": a cleared problem is a Normal `Recovered`; going on `running` is none.
+#[tokio::test]
+async fn a_cleared_problem_is_a_recovered_event() {
+    let h = Harness::start(&[]).await;
+    h.emulator
+        .add_operation(json!({
+            "userId": "ivy", "id": "op-back", "status": "running",
+            "respond": [{"status": 429, "retryAfter": "1"}],
+        }))
+        .await;
+    h.create("ivy", by_id("ivy", "op-back")).await;
+    let events = h.wait_event("ivy", "Normal Recovered", |e| e.0 == "Normal" && e.1 == "Recovered").await;
+    let mut reasons: Vec<(&str, &str)> = events.iter().map(|e| (e.0.as_str(), e.1.as_str())).collect();
+    reasons.sort();
+    assert_eq!(reasons, [("Normal", "Recovered"), ("Warning", "Throttled")], "{events:?}");
+    assert!(events.iter().any(|e| e.1 == "Recovered" && e.2.contains("(was Throttled)")), "{events:?}");
+}
+
 #[tokio::test]
 async fn not_found_is_retried_for_the_grace_period_then_stalled() {
     let h = Harness::start(&["--not-found-grace", "4s"]).await;
