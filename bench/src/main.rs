@@ -59,9 +59,10 @@ struct Args {
     /// N for scenario 1 (default 1000,10000; quick: 200).
     #[arg(long, value_delimiter = ',')]
     sizes: Option<Vec<usize>>,
-    /// N for scenario 2 (default 100000, the issue's figure; quick: 200).
-    #[arg(long)]
-    startup_size: Option<usize>,
+    /// N for scenario 2, comma-separated (default: the largest of --sizes, where "ready ≤ 5 s"
+    /// is judged, and 100000, issue 17's start; quick: 200).
+    #[arg(long, value_delimiter = ',')]
+    startup_size: Option<Vec<usize>>,
     /// N for scenario 3 (default: the largest of --sizes).
     #[arg(long)]
     steady_size: Option<usize>,
@@ -192,8 +193,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for kind in &kinds {
         match kind {
             Kind::Active => plan.extend(sizes.iter().map(|&n| (Kind::Active, n))),
-            Kind::Startup => plan
-                .push((Kind::Startup, args.startup_size.unwrap_or(if args.quick { largest } else { STARTUP_FULL_N }))),
+            Kind::Startup => plan.extend(
+                args.startup_size
+                    .clone()
+                    .unwrap_or(if args.quick { vec![largest] } else { vec![largest, STARTUP_FULL_N] })
+                    .into_iter()
+                    .map(|n| (Kind::Startup, n)),
+            ),
             Kind::Steady => plan.push((Kind::Steady, args.steady_size.unwrap_or(largest))),
             Kind::NoEvents => plan.push((Kind::NoEvents, largest)),
             Kind::Sharded => plan.push((Kind::Sharded, largest)),
