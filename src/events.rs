@@ -1,6 +1,6 @@
 //! Kubernetes Events, published off the reconcile path.
 //!
-//! The controller decides when an event is due (a Graph state change, a new problem), so
+//! The controller decides when an event is due (a new problem, a recovery, the end), so
 //! repeats never reach here. Publishing happens on background tasks fed by a bounded
 //! queue, a few writes in flight at once: a reconcile never waits for an Event write, and
 //! under a burst the queue drops events (counted in `pwreset_events_dropped_total`, logged

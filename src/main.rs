@@ -6,7 +6,16 @@ use tracing::error;
 use pwreset_operator::cli::{Cli, Command, CrdKind};
 use pwreset_operator::{api, api_reset, check, install_crypto_provider, login, run, telemetry};
 
+// `--features dhat-heap`: a heap profile, to see where memory goes (bench/README.md). The
+// default build keeps glibc's allocator: mimalloc measured worse (bench/README.md).
+#[cfg(feature = "dhat-heap")]
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
 fn main() -> anyhow::Result<()> {
+    // Writes dhat-heap.json in the working directory when `run` returns (SIGTERM).
+    #[cfg(feature = "dhat-heap")]
+    let _profiler = dhat::Profiler::new_heap();
     match Cli::parse().command {
         Command::Crd { kind } => {
             match kind {

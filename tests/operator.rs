@@ -62,11 +62,10 @@ async fn mirrors_every_field_of_a_successful_operation() {
         assert_eq!(c.observed_generation, done.metadata.generation, "{c:?}");
     }
 
-    // Every Graph state change is an event; the end is one event of its own.
+    // Progress (notStarted → running) is no event; the end is one Normal event.
     let events = h.wait_event("alice", "Succeeded", |e| e.1 == "Succeeded" && e.2.contains("Password changed")).await;
-    let changes: Vec<&str> = events.iter().filter(|e| e.1 == "StatusChanged").map(|e| e.2.as_str()).collect();
-    assert!(changes.iter().any(|n| n.contains("notStarted") || n.contains("running")), "{events:?}");
-    assert!(!changes.iter().any(|n| n.contains("succeeded")), "one event for the end, not two: {events:?}");
+    let reasons: Vec<(&str, &str)> = events.iter().map(|e| (e.0.as_str(), e.1.as_str())).collect();
+    assert_eq!(reasons, [("Normal", "Succeeded")], "one event, for the end: {events:?}");
 
     // The token never leaves the Secret (tests/leaks.rs covers every credential path).
     let outputs = pwreset_testkit::leaks::operator_outputs(&h.client, &h.ns, &h.operator).await;
@@ -154,6 +153,24 @@ async fn throttling_is_honoured_no_request_before_retry_after() {
         assert!(waited >= allowed, "next request after {waited}s, Retry-After was {allowed}s");
     }
     h.wait_event("erin", "Warning Throttled", |e| e.0 == "Warning" && e.1 == "Throttled").await;
+}
+
+/// README, "Events": a cleared problem is a Normal `Recovered`; going on `running` is none.
+#[tokio::test]
+async fn a_cleared_problem_is_a_recovered_event() {
+    let h = Harness::start(&[]).await;
+    h.emulator
+        .add_operation(json!({
+            "userId": "ivy", "id": "op-back", "status": "running",
+            "respond": [{"status": 429, "retryAfter": "1"}],
+        }))
+        .await;
+    h.create("ivy", by_id("ivy", "op-back")).await;
+    let events = h.wait_event("ivy", "Normal Recovered", |e| e.0 == "Normal" && e.1 == "Recovered").await;
+    let mut reasons: Vec<(&str, &str)> = events.iter().map(|e| (e.0.as_str(), e.1.as_str())).collect();
+    reasons.sort();
+    assert_eq!(reasons, [("Normal", "Recovered"), ("Warning", "Throttled")], "{events:?}");
+    assert!(events.iter().any(|e| e.1 == "Recovered" && e.2.contains("(was Throttled)")), "{events:?}");
 }
 
 #[tokio::test]

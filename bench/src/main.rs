@@ -14,6 +14,7 @@ mod findings;
 mod report;
 mod sampler;
 mod scenarios;
+mod sharded;
 mod stats;
 
 use std::path::{Path, PathBuf};
@@ -27,6 +28,9 @@ pub const OPERATION_PREFIX: &str = "op-";
 
 pub use pwreset_testkit::now_ms;
 
+/// Scenario 2's N in the full run: the issue's 100,000-resource start.
+const STARTUP_FULL_N: usize = 100_000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Kind {
     /// Scenario 1: N active operations finishing over the spread.
@@ -38,6 +42,9 @@ enum Kind {
     /// Diagnostic: scenario 1 at the largest N with the operator denied writing Events
     /// (tells the memory and CPU of its Event cache apart). In the full run by default.
     NoEvents,
+    /// Scenario 4: scenario 1 at the largest N with two operator processes
+    /// (--shard 0|1 --total-shards 2), showing the split. In the full run by default.
+    Sharded,
 }
 
 #[derive(Debug, Parser)]
@@ -52,9 +59,10 @@ struct Args {
     /// N for scenario 1 (default 1000,10000; quick: 200).
     #[arg(long, value_delimiter = ',')]
     sizes: Option<Vec<usize>>,
-    /// N for scenario 2 (default: the largest of --sizes).
-    #[arg(long)]
-    startup_size: Option<usize>,
+    /// N for scenario 2, comma-separated (default: the largest of --sizes, where "ready ≤ 5 s"
+    /// is judged, and 100000, issue 17's start; quick: 200).
+    #[arg(long, value_delimiter = ',')]
+    startup_size: Option<Vec<usize>>,
     /// N for scenario 3 (default: the largest of --sizes).
     #[arg(long)]
     steady_size: Option<usize>,
@@ -91,6 +99,10 @@ struct Args {
     /// Extra environment variable for the operator (repeatable), e.g. --operator-env MALLOC_ARENA_MAX=2.
     #[arg(long = "operator-env", value_parser = key_value)]
     operator_env: Vec<(String, String)>,
+    /// The operator binary to measure instead of target/release/pwreset-operator, e.g. one built
+    /// with `--features dhat-heap` (heap profile).
+    #[arg(long)]
+    operator_bin: Option<PathBuf>,
 }
 
 fn key_value(s: &str) -> Result<(String, String), String> {
@@ -120,6 +132,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let mut all = vec![Kind::Active, Kind::Startup, Kind::Steady];
         if !args.quick {
             all.push(Kind::NoEvents);
+            all.push(Kind::Sharded);
         }
         all
     });
@@ -127,7 +140,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         given.unwrap_or(Duration::from_secs(if args.quick { quick } else { full }))
     };
     let cfg = scenarios::Cfg {
-        operator_bin: release.join("pwreset-operator"),
+        operator_bin: args.operator_bin.as_deref().map_or_else(|| release.join("pwreset-operator"), absolute),
         emulator_bin: release.join("graph-emulator"),
         control_plane_bin: target.join("control-plane/kube-control-plane"),
         work: absolute(&args.work_dir),
@@ -180,9 +193,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for kind in &kinds {
         match kind {
             Kind::Active => plan.extend(sizes.iter().map(|&n| (Kind::Active, n))),
-            Kind::Startup => plan.push((Kind::Startup, args.startup_size.unwrap_or(largest))),
+            Kind::Startup => plan.extend(
+                args.startup_size
+                    .clone()
+                    .unwrap_or(if args.quick { vec![largest] } else { vec![largest, STARTUP_FULL_N] })
+                    .into_iter()
+                    .map(|n| (Kind::Startup, n)),
+            ),
             Kind::Steady => plan.push((Kind::Steady, args.steady_size.unwrap_or(largest))),
             Kind::NoEvents => plan.push((Kind::NoEvents, largest)),
+            Kind::Sharded => plan.push((Kind::Sharded, largest)),
         }
     }
     println!("bench: {} run; scenarios: {plan:?}; reports go to {}", report.settings.mode, out.display());
@@ -192,6 +212,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Kind::NoEvents => scenarios::active(&cfg, n, true).await,
             Kind::Startup => scenarios::startup(&cfg, n).await,
             Kind::Steady => scenarios::steady(&cfg, n).await,
+            Kind::Sharded => sharded::sharded(&cfg, n).await,
         };
         let id = match kind {
             Kind::NoEvents => format!("active-{n}-no-events"),

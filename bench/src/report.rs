@@ -233,7 +233,10 @@ the finish time, finish times uniform over the spread.\n\
 (two intervals after every operation finished).\n\
 - **Status writes**: resourceVersion changes seen by a watch over the whole scenario (nothing else writes these \
 resources), cross-checked with `pwreset_status_writes_total`. Distinct states: Graph states the resource showed \
-(the + 1 is the operator's 'WaitingForGraph' write before its first GET).\n\
+(the + 1 allows the operator's 'WaitingForGraph' write when Graph is slow to answer).\n\
+- **apiserver writes per reset**: status writes (watch) + Event writes, over N.\n\
+- **CPU per poll** (scenario 3): the operator's CPU in the steady window over the operation GETs in it.\n\
+- **Bytes per resource**: peak RSS / N, an upper bound (the process's fixed part is charged to the resources).\n\
 - **Propagation**: time from a scripted Graph state change (emulator step time) to the watch delivering the status \
 with the new state, for every change after the clocks started.\n\
 - **Peak RSS**: VmHWM of the operator process; CPU: utime + stime from /proc/PID/stat, averaged from spawn to the \

@@ -252,7 +252,7 @@ fn named_ids(spec: &PasswordResetOperationSpec) -> (Option<String>, Option<Strin
 /// time and the TTL's wake-up.
 fn conclude(input: &Input, current: &PasswordResetOperationStatus, round: Round) -> Decision {
     let next = next_status(input, current, &round);
-    let events = events::for_change(current, &next, &round.phase);
+    let events = events::for_change(current, &round.phase);
     let requeue = match (round.phase.is_terminal(), input.spec.ttl_seconds_after_finished) {
         (true, Some(ttl)) => Requeue::after(Duration::from_secs(ttl.max(0) as u64), Jitter::None),
         (true, None) => Requeue::Never,

@@ -397,18 +397,41 @@ fn a_location_on_another_host_is_refused_without_a_request() {
     assert_eq!(condition(&d, FINISHED), Some("True"));
 }
 
+/// (step, the round before it, what Graph answered) → the events published: problems,
+/// recovery from one and the end; never ordinary progress.
 #[test]
-fn events_mark_state_changes_new_problems_and_the_end_once() {
+fn events_mark_problems_recovery_and_the_end_not_progress() {
     let fresh = PasswordResetOperationStatus::default();
     let notes = |d: &Decision| d.events.iter().map(|e| (e.warning, e.reason.clone())).collect::<Vec<_>>();
-    let running = round(&fresh, &op("running"), 1, 0);
-    assert_eq!(notes(&running), [(false, "StatusChanged".to_string())]);
-    let outage = round(&running.status, &graph_error(GraphErrorKind::Unavailable, None, "r"), 2, 0);
-    assert_eq!(notes(&outage), [(true, "GraphUnavailable".to_string())]);
-    let done = round(&outage.status, &op("succeeded"), 3, 1);
-    assert_eq!(notes(&done), [(false, "Succeeded".to_string())], "one event at the end");
-    let failed = round(&running.status, &op("failed"), 3, 0);
-    assert_eq!(notes(&failed), [(true, "OperationFailed".to_string())]);
+    let not_started = round(&fresh, &op("notStarted"), 1, 0);
+    let running = round(&not_started.status, &op("running"), 2, 0);
+    let outage = round(&running.status, &graph_error(GraphErrorKind::Unavailable, None, "r"), 3, 0);
+    let outage_again = round(&outage.status, &graph_error(GraphErrorKind::Unavailable, None, "r2"), 4, 1);
+    let back = round(&outage.status, &op("running"), 5, 1);
+    let throttled = round(&running.status, &graph_error(GraphErrorKind::Throttled, None, "t"), 3, 0);
+    type Row<'a> = (&'a str, &'a Decision, &'a [(bool, &'a str)]);
+    let table: [Row; 10] = [
+        ("first answer notStarted", &not_started, &[]),
+        ("notStarted → running", &running, &[]),
+        ("running → running", &round(&running.status, &op("running"), 3, 0), &[]),
+        ("a new problem", &outage, &[(true, "GraphUnavailable")]),
+        ("the same problem again", &outage_again, &[]),
+        ("the problem clears", &back, &[(false, "Recovered")]),
+        ("another problem", &throttled, &[(true, "Throttled")]),
+        (
+            "succeeded after a problem: the end only",
+            &round(&outage.status, &op("succeeded"), 6, 1),
+            &[(false, "Succeeded")],
+        ),
+        ("succeeded straight away", &round(&fresh, &op("succeeded"), 1, 0), &[(false, "Succeeded")]),
+        ("failed", &round(&running.status, &op("failed"), 3, 0), &[(true, "OperationFailed")]),
+    ];
+    for (step, decision, expected) in table {
+        let expected: Vec<(bool, String)> = expected.iter().map(|(w, r)| (*w, r.to_string())).collect();
+        assert_eq!(notes(decision), expected, "{step}");
+    }
+    let note = &back.events[0].note;
+    assert!(note.contains("(was GraphUnavailable)"), "the recovery says from what: {note}");
 }
 
 #[test]
