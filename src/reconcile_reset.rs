@@ -9,6 +9,7 @@
 //! 5. record what the answer means (retrying only the status write, never the POST);
 //! 6. on 202 with Location, create the child PasswordResetOperation and mirror it.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,15 +19,17 @@ use jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
 use crate::api::{PasswordResetOperation, PasswordResetOperationSpec, SecretReference};
 use crate::api_reset::{PasswordReset, PasswordResetStatus};
-use crate::conditions::Phase;
+use crate::conditions::{self, Phase};
 use crate::context::{Context, Error};
 use crate::decide_reset::{self as decide, Next, Verdict};
+use crate::metrics::Computed;
 use crate::reason::Reason;
 use crate::reset_secret::{self, SecretProblem};
 
@@ -41,8 +44,10 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         Some(ns) => (Api::namespaced(ctx.kube.clone(), ns), Api::namespaced(ctx.kube.clone(), ns)),
         None => (Api::all(ctx.kube.clone()), Api::all(ctx.kube.clone())),
     };
-    Controller::new(resets, watcher::Config::default())
-        .owns(children, watcher::Config::default())
+    let controller = Controller::new(resets, watcher::Config::default()).owns(children, watcher::Config::default());
+    let store = controller.store();
+    ctx.metrics.add_source(Box::new(move || gauges(Some(&store))));
+    controller
         .graceful_shutdown_on(shutdown)
         .run(reconcile, |_, _, _| Action::requeue(Duration::from_secs(5)), ctx)
         .for_each(|result| async move {
@@ -51,6 +56,24 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
             }
         })
         .await;
+}
+
+/// `pwreset_password_resets{reason}`: PasswordResets by the reason of their Ready condition
+/// (`Pending` before the first status), so `ResetOutcomeUnknown`, where a person must decide,
+/// can page someone. Empty in a process that runs no PasswordReset controller.
+pub fn gauges(store: Option<&Store<PasswordReset>>) -> Vec<Computed> {
+    let mut by_reason: BTreeMap<String, i64> = BTreeMap::new();
+    for obj in store.map(Store::state).unwrap_or_default() {
+        let conds = obj.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+        let reason = conditions::reason_of(conds, conditions::READY).unwrap_or("Pending");
+        *by_reason.entry(reason.to_string()).or_default() += 1;
+    }
+    vec![Computed {
+        name: "password_resets",
+        help: "PasswordResets by the reason of their Ready condition (ResetOutcomeUnknown: a person must decide)",
+        label: "reason",
+        values: by_reason.into_iter().collect(),
+    }]
 }
 
 async fn reconcile(cached: Arc<PasswordReset>, ctx: Arc<Context>) -> Result<Action, Error> {

@@ -119,6 +119,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if args.enable_password_reset && !reset_writer {
         info!("--enable-password-reset: PasswordResets are handled by shard 0, not this shard");
     }
+    if !reset_writer {
+        // The family exists everywhere, so dashboards and alerts see zero, not nothing.
+        ctx.metrics.add_source(Box::new(|| crate::reconcile_reset::gauges(None)));
+    }
     let resets = reset_writer.then(|| crate::reconcile_reset::run(ctx.clone(), stopped(stop_rx.clone())));
     if resets.is_some() {
         info!("the PasswordReset controller is enabled: it calls resetPassword");

@@ -218,6 +218,19 @@ async fn a_supplied_password_is_the_one_sent_and_stored() {
     assert!(ready(&refused).unwrap().2.contains("complexity"), "{:?}", ready(&refused));
     assert_eq!(processed(&h, "carol@contoso.com").await, 0);
     assert_eq!(posts(&h, "carol@contoso.com").await.len(), 1);
+
+    // The supplied password's Secret does not exist yet: nothing is sent until it does (the
+    // reason promises it is picked up within 30 s).
+    let user = "hank@contoso.com";
+    create_reset(&h, "hank", user, json!({"passwordFrom": {"name": "hank-chosen"}})).await;
+    let blocked = wait_reason(&h, "hank", "PasswordSourceNotFound").await;
+    assert!(ready(&blocked).unwrap().2.contains("hank-chosen"), "{:?}", ready(&blocked));
+    assert_eq!(posts(&h, user).await.len(), 0, "something was sent without the password");
+    let chosen = "Hank-Chosen-Pass-9!";
+    create_secret(&h.client, &h.ns, "hank-chosen", json!({"password": chosen})).await;
+    wait_reason(&h, "hank", "Succeeded").await;
+    assert_eq!(posts(&h, user).await.len(), 1);
+    assert!(is_current_password(&h, user, chosen).await, "Graph got the password from the Secret made later");
 }
 
 #[tokio::test]
@@ -268,6 +281,13 @@ async fn an_operator_killed_mid_request_never_sends_again_until_a_person_allows_
     // The held request may still be open in the emulator (it is logged when it ends).
     assert!(posts(&h, user).await.len() <= 1);
     assert_eq!(ready(&resets(&h).get("erin").await.unwrap()).unwrap().1, "ResetOutcomeUnknown");
+    // What the alert PwresetPasswordResetOutcomeUnknown reads; the control reset is counted too.
+    let gauge = |reason: &'static str| {
+        let operator = &h.operator;
+        async move { operator.metric(&format!("pwreset_password_resets{{reason=\"{reason}\"}}")).await }
+    };
+    assert_eq!(gauge("ResetOutcomeUnknown").await, Some(1.0), "{}", h.operator.log_tail(5));
+    assert_eq!(gauge("Succeeded").await, Some(1.0), "the control reset");
 
     // A stale value allows nothing; the current attempt's number allows exactly one more.
     annotate(&h, "erin", Some("0")).await;

@@ -88,11 +88,12 @@ fn memory_why(sc: &ScenarioReport, all: &[ScenarioReport]) -> String {
     why
 }
 
-const MEMORY_FIX: &str = "If publishing Events accounts for the difference: keep nothing per published Event (a \
-    fresh `Recorder` per publish, or `Api::<Event>::create`), and publish one Event per change. Otherwise look at the \
-    cached objects (the reflector keeps every resource with its status; `managedFields` and the last-applied \
-    annotation are already stripped) and at allocator fragmentation (compare a run with \
-    `--operator-env MALLOC_ARENA_MAX=2`).";
+const MEMORY_FIX: &str = "Measured with a heap profile (bench/README.md, \"Memory: where it goes\"): about 3.2 KB \
+    of heap per resource at 10,000, two thirds of it the reflector's copy of each object (an 856-byte struct and about \
+    33 strings; managedFields and the last-applied annotation already stripped) and a quarter the controller's \
+    pending requeue per resource; other allocators or glibc arena limits did not lower the peak. What would: a smaller \
+    cached type than the full resource (a reflector over a projection of the fields the decisions read) and no \
+    scheduler entry per idle resource.";
 
 fn throughput_why(sc: &ScenarioReport, cfg: &Cfg) -> String {
     let interval = cfg.poll.as_secs_f64();
@@ -147,7 +148,9 @@ pub fn explain(scenarios: &[ScenarioReport], cfg: &Cfg) -> Vec<Finding> {
         for c in sc.checks.iter().filter(|c| c.pass == Some(false)) {
             let (why, fix) = match c.id {
                 "rss" => (memory_why(sc, scenarios), MEMORY_FIX.to_string()),
-                "propagation" | "propagation-10000" | "gets-per-op" | "steady-gets" => (throughput_why(sc, cfg), THROUGHPUT_FIX.to_string()),
+                "propagation" | "propagation-10000" | "gets-per-op" | "steady-gets" => {
+                    (throughput_why(sc, cfg), THROUGHPUT_FIX.to_string())
+                }
                 "writes-per-reset" => (
                     format!(
                         "{} Event writes and {:.2} status writes per resource (watch).",
@@ -163,8 +166,10 @@ pub fn explain(scenarios: &[ScenarioReport], cfg: &Cfg) -> Vec<Finding> {
                         "The operator used {:.2} cores on average ({:.1} CPU seconds over {:.0} s).",
                         sc.process.average_cores, sc.process.cpu_seconds, sc.process.wall_seconds
                     ),
-                    "Compare the CPU of the sweep and of the tracking phase, and the diagnostic run without Events, to find the \
-                     phase that costs it; then profile that phase (e.g. `perf record -p PID`)."
+                    "Profiled (bench/README.md, \"CPU per poll\"): 44 % of the operator's samples are in the kernel \
+                     (thread wake-ups, futexes, socket reads and writes) and 18 % in libc, none a hot spot in a \
+                     decision: the cost is one HTTP/1 request per poll. Fewer wake-ups per poll would change it \
+                     (HTTP/2 to Graph, or batching reads with Graph's `$batch`), not a setting."
                         .to_string(),
                 ),
                 "ready" | "startup-reconciled" => (
