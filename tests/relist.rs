@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ListParams, PostParams};
 use pwreset_operator::api::PasswordResetOperation;
 use pwreset_testkit::harness::create_secret;
-use pwreset_testkit::observe::now_ms;
+use pwreset_testkit::observe::{now_ms, resource_versions};
 use pwreset_testkit::{ControlPlane, Emulator, Operator, condition, eventually};
 use serde_json::{Value, json};
 
@@ -26,18 +26,6 @@ fn spec(op: &str) -> Value {
 
 async fn gets(emulator: &Emulator) -> Vec<Value> {
     emulator.requests().await.into_iter().filter(|r| r["kind"] == "operationGet").collect()
-}
-
-/// resourceVersion of every resource, by name.
-async fn versions(api: &Api<PasswordResetOperation>) -> Vec<(String, String)> {
-    let list = api.list(&ListParams::default()).await.expect("list");
-    let mut v: Vec<_> = list
-        .items
-        .iter()
-        .map(|o| (o.metadata.name.clone().unwrap(), o.metadata.resource_version.clone().unwrap()))
-        .collect();
-    v.sort();
-    v
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,7 +70,7 @@ async fn a_relist_and_a_restart_cost_no_graph_call_before_it_is_due_and_no_write
     eventually("every resource polled once", Duration::from_secs(60), || settled(RUNNING, FINISHED)).await;
     let before = gets(&emulator).await;
     assert_eq!(before.len(), RUNNING + FINISHED, "one GET each: {before:#?}");
-    let written = versions(&api).await;
+    let written = resource_versions(&api).await;
 
     // The control plane restarts under the operator; its watch must list again.
     let restarted_at = now_ms();
@@ -107,7 +95,7 @@ async fn a_relist_and_a_restart_cost_no_graph_call_before_it_is_due_and_no_write
         "the operator's watch never had to list again: {}",
         first.log_tail(30)
     );
-    let unchanged: Vec<_> = versions(&api).await.into_iter().filter(|(name, _)| name != "after").collect();
+    let unchanged: Vec<_> = resource_versions(&api).await.into_iter().filter(|(name, _)| name != "after").collect();
     assert_eq!(unchanged, written, "a status was written again after the relist");
 
     // An operator process that never saw these resources (an upgrade, a new pod) polls the
@@ -126,7 +114,7 @@ async fn a_relist_and_a_restart_cost_no_graph_call_before_it_is_due_and_no_write
         .await;
     assert_eq!(polled_again.len(), RUNNING, "finished resources cost no Graph call: {polled_again:#?}");
     assert!(polled_again.iter().all(|g| g["operationId"].as_str().unwrap().starts_with("op-run-")));
-    let written_after = versions(&api).await;
+    let written_after = resource_versions(&api).await;
     let now: Vec<_> = written_after.into_iter().filter(|(name, _)| name != "after").collect();
     assert_eq!(now, written, "the new process wrote a status that did not change");
 }

@@ -7,8 +7,9 @@
 
 use std::time::Duration;
 
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use pwreset_operator::api::PasswordResetOperation;
+use pwreset_testkit::observe::resource_versions;
 use pwreset_testkit::upgrade::{self, Fixture, NAMESPACE, SECRET};
 use pwreset_testkit::{ControlPlane, Emulator, Operator, condition, eventually, harness, kube as tk};
 use serde_json::json;
@@ -24,17 +25,6 @@ async fn load(api: &Api<PasswordResetOperation>, fixture: &Fixture) {
         let status = json!({"status": saved["status"]});
         api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status)).await.expect("status");
     }
-}
-
-async fn versions(api: &Api<PasswordResetOperation>) -> Vec<(String, String)> {
-    let list = api.list(&ListParams::default()).await.expect("list");
-    let mut v: Vec<_> = list
-        .items
-        .iter()
-        .map(|o| (o.metadata.name.clone().unwrap(), o.metadata.resource_version.clone().unwrap()))
-        .collect();
-    v.sort();
-    v
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,7 +58,7 @@ async fn replay(file: &str, fixture: &Fixture) {
     harness::create_secret(&client, NAMESPACE, SECRET, json!({"token": token})).await;
     let api: Api<PasswordResetOperation> = Api::namespaced(client.clone(), NAMESPACE);
     load(&api, fixture).await;
-    let before = versions(&api).await;
+    let before = resource_versions(&api).await;
 
     let operator = Operator::start(&cp, &["--namespace", NAMESPACE, "--graph-url", &emulator.url]);
     operator.wait_ready().await;
@@ -95,7 +85,7 @@ async fn replay(file: &str, fixture: &Fixture) {
     assert_eq!(moved.status.as_ref().and_then(|s| s.status.clone()).as_deref(), Some("succeeded"));
 
     // Nothing else was written.
-    let after = versions(&api).await;
+    let after = resource_versions(&api).await;
     let changed: Vec<&String> =
         before.iter().zip(&after).filter(|(b, a)| b != a).map(|(b, _)| &b.0).collect::<Vec<_>>();
     for name in changed.iter().filter(|n| n.as_str() != "moves-on") {

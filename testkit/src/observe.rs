@@ -185,3 +185,16 @@ pub fn metric_by_label(body: &str, family: &str, label: &str) -> BTreeMap<String
 pub fn metric_min(body: &str, family: &str) -> Option<f64> {
     samples(body, family).reduce(f64::min)
 }
+
+/// (name, resourceVersion) of every resource `api` lists, sorted by name: equal before and
+/// after means nothing was written.
+pub async fn resource_versions(api: &kube::Api<PasswordResetOperation>) -> Vec<(String, String)> {
+    let list = api.list(&kube::api::ListParams::default()).await.expect("list");
+    let mut v: Vec<_> = list
+        .items
+        .iter()
+        .map(|o| (o.metadata.name.clone().unwrap_or_default(), o.metadata.resource_version.clone().unwrap_or_default()))
+        .collect();
+    v.sort();
+    v
+}
