@@ -122,12 +122,15 @@ impl Plan {
     }
 }
 
-/// What `failures` GETs in a row may cost one resource: the operator's backoff after each
-/// (a 429's Retry-After, at most 3 s here, is shorter). Faults are drawn per request, so with
+/// What `failures` GETs in a row may cost one resource: each may take the operator's
+/// `--graph-timeout` to fail, then its backoff with up to 20% jitter (`Jitter::Backoff`; a
+/// 429's Retry-After, at most 3 s here, is shorter). Faults are drawn per request, so with
 /// 1,000 resources some resource fails 6 or more times in a row (0.3^6 × 1,000 ≈ 0.7): the
 /// bound follows the run's own dice, resource by resource, instead of a fixed allowance.
+/// (A run at 300 waited 1,064.8 s on 8 failures: 915 s of backoff, its jitter and timeouts.)
 fn chain_wait(failures: usize) -> Duration {
-    (1..=failures as u32).map(pwreset_operator::decide::backoff).sum()
+    let timeout = Duration::from_millis(GRAPH_TIMEOUT_MS as u64);
+    (1..=failures as u32).map(|n| pwreset_operator::decide::backoff(n).mul_f64(1.2) + timeout).sum()
 }
 
 /// Per operation, the longest run of GETs in a row that failed (not a 200, or answered
