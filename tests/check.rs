@@ -140,33 +140,7 @@ async fn an_unreachable_login_host_fails_clearly_while_graph_still_passes() {
 async fn rbac_names_the_permission_a_service_account_lacks() {
     let h = Harness::start_without_operator().await;
     let ns = &h.ns;
-    // What the chart grants in one namespace, minus `patch passwordresetoperations/status`.
-    let manifest = format!(
-        r#"
-apiVersion: v1
-kind: ServiceAccount
-metadata: {{name: restricted, namespace: {ns}}}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata: {{name: restricted, namespace: {ns}}}
-rules:
-  - {{apiGroups: [pwreset.dev], resources: [passwordresetoperations], verbs: [get, list, watch, delete]}}
-  - {{apiGroups: [pwreset.dev], resources: [passwordresetoperations/status], verbs: [get]}}
-  - {{apiGroups: [events.k8s.io], resources: [events], verbs: [create, patch]}}
-  - {{apiGroups: [""], resources: [secrets], verbs: [get, patch]}}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {{name: restricted, namespace: {ns}}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: restricted}}
-subjects: [{{kind: ServiceAccount, name: restricted, namespace: {ns}}}]
-"#
-    );
-    let path = h.cp.data_dir().join(format!("{ns}-rbac.yaml"));
-    std::fs::write(&path, manifest).unwrap();
-    h.cp.kubectl_ok(&["apply", "-f", path.to_str().unwrap()]);
-    let kubeconfig = h.cp.kubeconfig_as(&format!("system:serviceaccount:{ns}:restricted"));
+    let kubeconfig = h.cp.account_without_status_writes(ns, "restricted");
 
     let out = check(&kubeconfig, &strs(&emulator_args(&h)));
     assert_eq!(out.code, 1, "{}", out.stdout);

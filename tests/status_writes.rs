@@ -26,34 +26,8 @@ async fn errors(op: &Operator, reason: &str) -> f64 {
 async fn a_status_write_refused_by_rbac_is_reported_and_written_once_allowed() {
     let parts = Harness::start_without_operator().await;
     let ns = parts.ns.clone();
-    // What the chart grants in one namespace, minus `patch passwordresetoperations/status`.
-    let manifest = format!(
-        r#"
-apiVersion: v1
-kind: ServiceAccount
-metadata: {{name: no-status, namespace: {ns}}}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata: {{name: no-status, namespace: {ns}}}
-rules:
-  - {{apiGroups: [pwreset.dev], resources: [passwordresetoperations], verbs: [get, list, watch, delete]}}
-  - {{apiGroups: [pwreset.dev], resources: [passwordresetoperations/status], verbs: [get]}}
-  - {{apiGroups: [events.k8s.io], resources: [events], verbs: [create, patch]}}
-  - {{apiGroups: [""], resources: [secrets], verbs: [get, patch]}}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {{name: no-status, namespace: {ns}}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: no-status}}
-subjects: [{{kind: ServiceAccount, name: no-status, namespace: {ns}}}]
-"#
-    );
-    let path = parts.cp.data_dir().join(format!("{ns}-no-status.yaml"));
-    std::fs::write(&path, manifest).unwrap();
-    parts.cp.kubectl_ok(&["apply", "-f", path.to_str().unwrap()]);
     let mut options = Options::new(parts.cp, &["--namespace", &ns, "--graph-url", &parts.emulator.url]);
-    options.kubeconfig = parts.cp.kubeconfig_as(&format!("system:serviceaccount:{ns}:no-status"));
+    options.kubeconfig = parts.cp.account_without_status_writes(&ns, "no-status");
     let operator = Operator::start_with(options).unwrap();
     operator.wait_ready().await;
     let h = parts.with_operator(operator);

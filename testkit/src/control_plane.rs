@@ -128,6 +128,38 @@ impl ControlPlane {
         path
     }
 
+    /// A ServiceAccount `name` in `ns` with a Role (also `name`) granting what the chart grants
+    /// in one namespace minus `patch passwordresetoperations/status`; returns a kubeconfig
+    /// acting as it.
+    pub fn account_without_status_writes(&self, ns: &str, name: &str) -> PathBuf {
+        let manifest = format!(
+            r#"
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: {name}, namespace: {ns}}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: {name}, namespace: {ns}}}
+rules:
+  - {{apiGroups: [pwreset.dev], resources: [passwordresetoperations], verbs: [get, list, watch, delete]}}
+  - {{apiGroups: [pwreset.dev], resources: [passwordresetoperations/status], verbs: [get]}}
+  - {{apiGroups: [events.k8s.io], resources: [events], verbs: [create, patch]}}
+  - {{apiGroups: [""], resources: [secrets], verbs: [get, patch]}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: {name}, namespace: {ns}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: {name}}}
+subjects: [{{kind: ServiceAccount, name: {name}, namespace: {ns}}}]
+"#
+        );
+        let path = self.data_dir.join(format!("{ns}-{name}.yaml"));
+        std::fs::write(&path, manifest).expect("write the RBAC manifest");
+        self.kubectl_ok(&["apply", "-f", path.to_str().unwrap()]);
+        self.kubeconfig_as(&format!("system:serviceaccount:{ns}:{name}"))
+    }
+
     /// The supervisor and its children (kube-apiserver, kube-controller-manager); etcd runs
     /// inside the supervisor.
     pub fn pids(&self) -> Vec<u32> {
