@@ -13,6 +13,7 @@ use crate::decide::Policy;
 use crate::events::EventPublisher;
 use crate::graph::Graph;
 use crate::metrics::Metrics;
+use crate::wakeups::Wakeups;
 
 pub type Pro = PasswordResetOperation;
 
@@ -36,13 +37,15 @@ pub struct Context {
     /// Consecutive failed rounds per resource, for exponential backoff. In memory only:
     /// after a restart the first retry comes sooner, which is harmless.
     failures: Mutex<HashMap<ObjectRef<Pro>, u32>>,
+    /// When each resource is looked at next (instead of `Action::requeue`; see `wakeups`).
+    pub wakeups: Arc<Wakeups<Pro>>,
 }
 
 impl Context {
     pub fn new(kube: kube::Client, graph: Graph, metrics: Arc<Metrics>, settings: Settings, policy: Policy) -> Self {
         let reporter = Reporter { controller: "pwreset-operator".into(), instance: std::env::var("POD_NAME").ok() };
         let events = EventPublisher::start(kube.clone(), reporter, metrics.clone());
-        Context { kube, graph, events, metrics, settings, policy, failures: Mutex::default() }
+        Context { kube, graph, events, metrics, settings, policy, failures: Mutex::default(), wakeups: Arc::default() }
     }
 
     pub(crate) fn failures(&self, obj: &Pro) -> u32 {
@@ -61,6 +64,7 @@ impl Context {
     /// Forgets what belongs to deleted resources and unused credentials and tenants.
     pub(crate) fn sweep(&self, store: &Store<Pro>) {
         self.failures.lock().unwrap().retain(|key, _| store.get(key).is_some());
+        self.wakeups.retain(|key| store.get(key).is_some());
         self.graph.credentials.sweep(self.settings.cache_idle);
         self.graph.limiter.sweep(self.settings.cache_idle);
     }
@@ -68,6 +72,7 @@ impl Context {
     pub(crate) fn cache_sizes(&self) -> Vec<(String, i64)> {
         let mut sizes = vec![
             ("backoff".to_string(), self.failures.lock().unwrap().len() as i64),
+            ("wakeups".to_string(), self.wakeups.len() as i64),
             ("tenants".to_string(), self.graph.limiter.len() as i64),
             ("tenant_series".to_string(), self.metrics.tenants() as i64),
         ];

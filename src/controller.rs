@@ -66,7 +66,7 @@ pub async fn run(
         let sizes = weak.upgrade().map(|ctx| ctx.cache_sizes()).unwrap_or_default();
         vec![Computed {
             name: "cache_entries",
-            help: "Entries in the operator's in-memory maps (backoff, secrets, secret_reads, tokens, tenants, \
+            help: "Entries in the operator's in-memory maps (backoff, wakeups, secrets, secret_reads, tokens, tenants, \
                    tenant_series)",
             label: "cache",
             values: sizes,
@@ -89,6 +89,7 @@ pub async fn run(
     let config = controller::Config::default().concurrency(ctx.settings.max_concurrent_reconciles);
     Controller::for_stream(stream, reader)
         .with_config(config)
+        .reconcile_on(ctx.wakeups.stream())
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {

@@ -4,7 +4,7 @@
 //! Where things are: `api` (the CRD types), `reason` and `conditions` (the vocabulary),
 //! `decide` (every decision, pure), `reconcile` (the I/O shell around it), `controller`
 //! (the watch and housekeeping), `graph` (Graph client, limiter, gateway), `credentials`,
-//! `metrics`, `events`, and the process around them (`leader`, `shard`, `server`, `telemetry`);
+//! `metrics`, `events`, `wakeups` (when each resource is looked at next), and the process around them (`leader`, `shard`, `server`, `telemetry`);
 //! `check` is the `check` subcommand (is this installation able to work?).
 
 pub mod api;
@@ -35,6 +35,7 @@ pub mod server;
 pub mod shard;
 pub mod telemetry;
 pub mod text;
+pub mod wakeups;
 
 /// Installs rustls' process-wide crypto provider (ring) once. reqwest is built without a
 /// provider of its own so that the binary carries a single TLS stack, shared with kube.

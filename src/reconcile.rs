@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use rand::Rng;
 use serde_json::{Value, json};
@@ -37,7 +38,10 @@ pub async fn reconcile(obj: Arc<Pro>, ctx: Arc<Context>) -> Result<Action, Error
         Err(_) => (Some(Reason::KubernetesApiError), false),
     };
     ctx.metrics.reconciled(reason, ok, started.elapsed());
-    result.map(|(action, _)| action)
+    let next = result?.0;
+    ctx.wakeups.set(ObjectRef::from_obj(&obj), next);
+    // The wake-up is ours (`wakeups`), not kube-runtime's scheduler's.
+    Ok(Action::await_change())
 }
 
 /// A reconcile that failed on the Kubernetes API: retry with the same backoff as Graph errors.
@@ -62,12 +66,15 @@ pub fn error_policy(obj: Arc<Pro>, error: &Error, ctx: Arc<Context>) -> Action {
         secondary: None,
     };
     ctx.events.publish(event, obj.object_ref(&()));
-    to_action(Requeue::After { wait, jitter: Jitter::Backoff })
+    ctx.wakeups.set(ObjectRef::from_obj(&obj), next_look(Requeue::After { wait, jitter: Jitter::Backoff }));
+    Action::await_change()
 }
 
-pub(crate) async fn reconcile_inner(obj: &Pro, ctx: &Context) -> Result<(Action, Option<Reason>), Error> {
+/// The reconcile proper: when to look next (None: only a change of the resource brings it
+/// back) and the reason it ended with.
+pub(crate) async fn reconcile_inner(obj: &Pro, ctx: &Context) -> Result<(Option<Duration>, Option<Reason>), Error> {
     if obj.meta().deletion_timestamp.is_some() {
-        return Ok((Action::await_change(), None));
+        return Ok((None, None));
     }
     let status = obj.status.clone().unwrap_or_default();
     let namespace = obj.namespace().unwrap_or_default();
@@ -91,7 +98,7 @@ pub(crate) async fn reconcile_inner(obj: &Pro, ctx: &Context) -> Result<(Action,
         Start::Poll { url, waiting } => {
             let outcome = match read(obj, ctx, &input, &url, waiting, &mut current, &mut resource_version).await? {
                 Some(outcome) => outcome,
-                None => return Ok((Action::requeue(CONFLICT_REQUEUE), None)),
+                None => return Ok((Some(CONFLICT_REQUEUE), None)),
             };
             input.now = Timestamp::now();
             if let Outcome::Answer(op) = &outcome
@@ -106,7 +113,7 @@ pub(crate) async fn reconcile_inner(obj: &Pro, ctx: &Context) -> Result<(Action,
 
     if decision.status != current {
         if write_status(obj, &current, &decision.status, resource_version.as_deref(), ctx).await?.is_none() {
-            return Ok((Action::requeue(CONFLICT_REQUEUE), decision.reason));
+            return Ok((Some(CONFLICT_REQUEUE), decision.reason));
         }
         for event in decision.events {
             ctx.events.publish(event.to_event(), obj.object_ref(&()));
@@ -118,7 +125,7 @@ pub(crate) async fn reconcile_inner(obj: &Pro, ctx: &Context) -> Result<(Action,
         }
     }
     ctx.set_failures(obj, decision.failures);
-    Ok((to_action(decision.requeue), decision.reason))
+    Ok((next_look(decision.requeue), decision.reason))
 }
 
 /// Reads the operation; if Graph is slower than [`FIRST_ANSWER_BOUND`] and conditions are
@@ -150,10 +157,10 @@ async fn read(
     Ok(Some(read.await))
 }
 
-fn to_action(requeue: Requeue) -> Action {
+fn next_look(requeue: Requeue) -> Option<Duration> {
     match requeue {
-        Requeue::Never => Action::await_change(),
-        Requeue::After { wait, jitter } => Action::requeue(wait + jitter_for(wait, jitter)),
+        Requeue::Never => None,
+        Requeue::After { wait, jitter } => Some(wait + jitter_for(wait, jitter)),
     }
 }
 
@@ -366,7 +373,7 @@ mod tests {
             .await
             .expect("a finished resource reconciles without waiting on the API")
             .unwrap();
-        assert_eq!(action, Action::await_change());
+        assert_eq!(action, None, "nothing brings a finished resource back but a change");
         let waiting = tokio::time::timeout(Duration::from_millis(50), handle.next_request()).await;
         assert!(waiting.is_err(), "no request may be made for a finished resource");
     }
@@ -378,7 +385,8 @@ mod tests {
             .await
             .expect("a resource whose TTL is not due reconciles without waiting on the API")
             .unwrap();
-        assert_ne!(action, Action::await_change(), "requeued for when the TTL expires");
+        let wait = action.expect("requeued for when the TTL expires");
+        assert!(wait > Duration::from_secs(54) && wait <= Duration::from_secs(56), "the TTL is due in 55 s: {wait:?}");
 
         let reconcile = tokio::spawn({
             let ctx = ctx.clone();
@@ -400,6 +408,6 @@ mod tests {
                 .unwrap(),
         );
         let action = tokio::time::timeout(Duration::from_secs(10), reconcile).await.expect("the reconcile ends");
-        assert_eq!(action.unwrap(), Action::await_change());
+        assert_eq!(action.unwrap(), None, "a deleted resource is not looked at again");
     }
 }

@@ -91,7 +91,10 @@ async fn memory_returns_to_its_baseline_after_a_thousand_resources_with_their_ow
     // Positive control: the caches really fill up with one entry per Secret and tenant.
     let full = eventually("every resource to have used its credentials", Duration::from_secs(300), || async {
         let sizes = cache_entries(&h).await;
-        let filled = sizes["tokens"] >= n as f64 && sizes["tenants"] >= n as f64 && sizes["backoff"] >= (n / 2) as f64;
+        let filled = sizes["tokens"] >= n as f64
+            && sizes["tenants"] >= n as f64
+            && sizes["backoff"] >= (n / 2) as f64
+            && sizes["wakeups"] >= n as f64;
         if filled { Ok(sizes) } else { Err(format!("{sizes:?}; resources by reason: {:?}", reasons(&h).await)) }
     })
     .await;
