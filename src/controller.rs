@@ -6,16 +6,14 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
-use kube::ResourceExt;
+use futures::{StreamExt, TryStreamExt};
 use kube::api::Api;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, predicates, watcher};
+use kube::runtime::{WatchStreamExt, watcher};
 use tracing::debug;
 
 use crate::conditions;
@@ -24,6 +22,7 @@ use crate::graph::OperationState;
 use crate::metrics::Computed;
 use crate::reason::{Kind, Reason};
 use crate::reconcile::{error_policy, reconcile};
+use crate::triggers::Triggers;
 
 /// kubectl keeps a full copy of the object in this annotation; the cache does not need it.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -44,35 +43,38 @@ pub async fn run(
         None => Api::all(ctx.kube.clone()),
     };
     let (reader, writer) = reflector::store();
+    let triggers = Triggers::default();
+    let seen = triggers.clone();
+    let fired = triggers.clone();
     // Status writes do not change metadata.generation, so the operator's own writes do not
-    // trigger it again: polls are driven by the requeue it asks for, a spec change, or one of
-    // the two annotations a person sets (neither bumps the generation), nothing else.
+    // trigger it again: polls are driven by its wake-ups, a spec change, or one of the two
+    // annotations a person sets (neither bumps the generation), nothing else (`triggers`).
     let stream = watcher(api, watcher::Config::default().any_semantic())
         .default_backoff()
-        .modify(|o: &mut Pro| {
-            o.managed_fields_mut().clear();
-            o.annotations_mut().remove(LAST_APPLIED);
-        })
+        .modify(slim)
         // Only this replica's shard is cached at all.
         .filter(move |event| std::future::ready(shard.owns_event(event)))
+        .inspect(move |event| seen.observe(event))
         .reflect(writer)
         .applied_objects()
-        .predicate_filter(triggers, Default::default());
+        .try_filter(move |obj| std::future::ready(fired.fired(obj)));
 
     let states = reader.clone();
     ctx.metrics.add_source(Box::new(move || resource_gauges(&states)));
     let weak = Arc::downgrade(&ctx);
+    let counted = triggers.clone();
     ctx.metrics.add_source(Box::new(move || {
-        let sizes = weak.upgrade().map(|ctx| ctx.cache_sizes()).unwrap_or_default();
+        let mut sizes = weak.upgrade().map(|ctx| ctx.cache_sizes()).unwrap_or_default();
+        sizes.push(("triggers".to_string(), counted.len() as i64));
         vec![Computed {
             name: "cache_entries",
-            help: "Entries in the operator's in-memory maps (backoff, wakeups, secrets, secret_reads, tokens, tenants, \
+            help: "Entries in the operator's in-memory maps (backoff, wakeups, triggers, secrets, secret_reads, tokens, tenants, \
                    tenant_series)",
             label: "cache",
             values: sizes,
         }]
     }));
-    tokio::spawn(housekeeping(Arc::downgrade(&ctx), reader.clone()));
+    tokio::spawn(housekeeping(Arc::downgrade(&ctx), reader.clone(), triggers));
     let ready_reader = reader.clone();
     tokio::spawn(async move {
         // kube's readiness future wakes only its most recent waiter (the controller's), so
@@ -100,17 +102,28 @@ pub async fn run(
         .await;
 }
 
-/// What brings a resource back before its requeue: a new generation (spec), the pause
-/// annotation turning on or off, or a new reconcile request. Other metadata (labels, other
-/// annotations, the operator's own status writes) does not cost a Graph poll.
-fn triggers(obj: &Pro) -> Option<u64> {
-    let mut hasher = DefaultHasher::new();
-    (predicates::generation(obj), obj.is_paused(), obj.reconcile_requested_at()).hash(&mut hasher);
-    Some(hasher.finish())
+/// What the cache keeps of an object: not `managedFields` (dropped, not emptied: an emptied
+/// Vec keeps its buffer) or kubectl's copy of the object, and lists without the spare room
+/// deserializing leaves (a Vec grows to 4 entries for 1 to 4).
+fn slim(obj: &mut Pro) {
+    let meta = &mut obj.metadata;
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
+    if let Some(owners) = meta.owner_references.as_mut() {
+        owners.shrink_to_fit();
+    }
+    if let Some(finalizers) = meta.finalizers.as_mut() {
+        finalizers.shrink_to_fit();
+    }
+    if let Some(status) = obj.status.as_mut() {
+        status.conditions.shrink_to_fit();
+    }
 }
 
 /// Sweeps the maps now and then, for as long as the controller's context lives.
-async fn housekeeping(ctx: std::sync::Weak<Context>, store: Store<Pro>) {
+async fn housekeeping(ctx: std::sync::Weak<Context>, store: Store<Pro>, triggers: Triggers) {
     let every = match ctx.upgrade() {
         Some(ctx) => (ctx.settings.cache_idle / 2).clamp(Duration::from_secs(1), SWEEP_EVERY_MAX),
         None => return,
@@ -119,6 +132,7 @@ async fn housekeeping(ctx: std::sync::Weak<Context>, store: Store<Pro>) {
         tokio::time::sleep(every).await;
         let Some(ctx) = ctx.upgrade() else { return };
         ctx.sweep(&store);
+        triggers.retain(store.state().iter().map(|o| o.as_ref()));
     }
 }
 

@@ -35,6 +35,7 @@ pub mod server;
 pub mod shard;
 pub mod telemetry;
 pub mod text;
+pub mod triggers;
 pub mod wakeups;
 
 /// Installs rustls' process-wide crypto provider (ring) once. reqwest is built without a

@@ -94,7 +94,8 @@ async fn memory_returns_to_its_baseline_after_a_thousand_resources_with_their_ow
         let filled = sizes["tokens"] >= n as f64
             && sizes["tenants"] >= n as f64
             && sizes["backoff"] >= (n / 2) as f64
-            && sizes["wakeups"] >= n as f64;
+            && sizes["wakeups"] >= n as f64
+            && sizes["triggers"] >= n as f64;
         if filled { Ok(sizes) } else { Err(format!("{sizes:?}; resources by reason: {:?}", reasons(&h).await)) }
     })
     .await;
