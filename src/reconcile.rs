@@ -2,6 +2,7 @@
 //! it changed, publish events, perform effects, requeue. Nothing here decides what a Graph
 //! answer means.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -76,7 +77,8 @@ pub(crate) async fn reconcile_inner(obj: &Pro, ctx: &Context) -> Result<(Option<
     if obj.meta().deletion_timestamp.is_some() {
         return Ok((None, None));
     }
-    let status = obj.status.clone().unwrap_or_default();
+    let none = PasswordResetOperationStatus::default();
+    let status = obj.status.as_ref().unwrap_or(&none);
     let namespace = obj.namespace().unwrap_or_default();
     let mut input = Input {
         namespace: &namespace,
@@ -84,14 +86,15 @@ pub(crate) async fn reconcile_inner(obj: &Pro, ctx: &Context) -> Result<(Option<
         spec: &obj.spec,
         generation: obj.metadata.generation,
         created: obj.metadata.creation_timestamp.as_ref().map(|t| t.0),
-        status: &status,
+        status,
         now: Timestamp::now(),
         failures: ctx.failures(obj),
         policy: &ctx.policy,
         paused: obj.is_paused(),
         reconcile_requested_at: obj.reconcile_requested_at(),
     };
-    let mut current = status.clone();
+    // Borrowed until a write replaces it: most polls change nothing and copy nothing.
+    let mut current = Cow::Borrowed(status);
     let mut resource_version = obj.resource_version();
     let decision = match decide::start(&input) {
         Start::Decided(decision) => decision,
@@ -111,7 +114,7 @@ pub(crate) async fn reconcile_inner(obj: &Pro, ctx: &Context) -> Result<(Option<
         }
     };
 
-    if decision.status != current {
+    if decision.status != *current {
         if write_status(obj, &current, &decision.status, resource_version.as_deref(), ctx).await?.is_none() {
             return Ok((Some(CONFLICT_REQUEUE), decision.reason));
         }
@@ -137,7 +140,7 @@ async fn read(
     input: &Input<'_>,
     url: &Url,
     waiting: Option<PasswordResetOperationStatus>,
-    current: &mut PasswordResetOperationStatus,
+    current: &mut Cow<'_, PasswordResetOperationStatus>,
     resource_version: &mut Option<String>,
 ) -> Result<Option<Outcome>, Error> {
     let read = ctx.graph.read_operation(input.namespace, input.secret, url);
@@ -150,7 +153,7 @@ async fn read(
     match write_status(obj, current, &waiting, resource_version.as_deref(), ctx).await? {
         Some(rv) => {
             *resource_version = Some(rv);
-            *current = waiting;
+            *current = Cow::Owned(waiting);
         }
         None => return Ok(None),
     }

@@ -17,8 +17,10 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// The scan's granularity: due entries are gathered at most this often, so a scan of the
-/// whole map (microseconds at 10,000) runs at most 20 times a second however many are due.
-pub const TICK: Duration = Duration::from_millis(50);
+/// whole map runs at most 4 times a second however many are due (at 50 ms the scans were
+/// 12 % of the operator's CPU in a profile at 10,000 resources polled every 10 s). A poll
+/// is spread by up to 500 ms anyway; Retry-After and deadlines are never cut short.
+pub const TICK: Duration = Duration::from_millis(250);
 /// Longest sleep between scans when nothing is due sooner (an entry set earlier wakes it).
 const IDLE_SCAN: Duration = Duration::from_secs(5);
 
@@ -81,17 +83,8 @@ impl<K: kube::Resource<DynamicType = ()>> Wakeups<K> {
     /// entry is due, but no sooner than a tick and no later than the idle scan.
     fn take_due(&self, now: Instant) -> (Vec<ObjectRef<K>>, Instant) {
         let mut state = self.state.lock().unwrap();
-        let mut next = now + IDLE_SCAN;
-        let mut ready = Vec::new();
-        state.due.retain(|key, at| {
-            if *at <= now {
-                ready.push(key.clone());
-                false
-            } else {
-                next = next.min(*at);
-                true
-            }
-        });
+        let ready: Vec<ObjectRef<K>> = state.due.extract_if(|_, at| *at <= now).map(|(key, _)| key).collect();
+        let next = state.due.values().copied().min().unwrap_or(now + IDLE_SCAN).min(now + IDLE_SCAN);
         state.next_scan = next.max(now + TICK);
         (ready, state.next_scan)
     }
