@@ -13,7 +13,7 @@ use crate::decide::Policy;
 use crate::events::EventPublisher;
 use crate::graph::Graph;
 use crate::metrics::Metrics;
-use crate::wakeups::Wakeups;
+use crate::wakeups::{Wakeups, key_of};
 
 pub type Pro = PasswordResetOperation;
 
@@ -49,15 +49,15 @@ impl Context {
     }
 
     pub(crate) fn failures(&self, obj: &Pro) -> u32 {
-        self.failures.lock().unwrap().get(&ObjectRef::from_obj(obj)).copied().unwrap_or(0)
+        self.failures.lock().unwrap().get(&key_of(obj)).copied().unwrap_or(0)
     }
 
     pub(crate) fn set_failures(&self, obj: &Pro, n: u32) {
         let mut failures = self.failures.lock().unwrap();
         if n == 0 {
-            failures.remove(&ObjectRef::from_obj(obj));
+            failures.remove(&key_of(obj));
         } else {
-            failures.insert(ObjectRef::from_obj(obj), n);
+            failures.insert(key_of(obj), n);
         }
     }
 

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use rand::Rng;
 use serde_json::{Value, json};
@@ -22,6 +21,7 @@ use crate::context::{Context, Error, Pro};
 use crate::decide::{self, Effect, Input, Jitter, Requeue, Start};
 use crate::graph::Outcome;
 use crate::reason::Reason;
+use crate::wakeups::key_of;
 
 /// If Graph answers the first poll within this time, the first status write carries both
 /// the conditions and Graph's state; otherwise the conditions (`WaitingForGraph`) are
@@ -40,7 +40,7 @@ pub async fn reconcile(obj: Arc<Pro>, ctx: Arc<Context>) -> Result<Action, Error
     };
     ctx.metrics.reconciled(reason, ok, started.elapsed());
     let next = result?.0;
-    ctx.wakeups.set(ObjectRef::from_obj(&obj), next);
+    ctx.wakeups.set(key_of(obj.as_ref()), next);
     // The wake-up is ours (`wakeups`), not kube-runtime's scheduler's.
     Ok(Action::await_change())
 }
@@ -67,7 +67,7 @@ pub fn error_policy(obj: Arc<Pro>, error: &Error, ctx: Arc<Context>) -> Action {
         secondary: None,
     };
     ctx.events.publish(event, obj.object_ref(&()));
-    ctx.wakeups.set(ObjectRef::from_obj(&obj), next_look(Requeue::After { wait, jitter: Jitter::Backoff }));
+    ctx.wakeups.set(key_of(obj.as_ref()), next_look(Requeue::After { wait, jitter: Jitter::Backoff }));
     Action::await_change()
 }
 
