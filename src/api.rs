@@ -7,7 +7,7 @@
 // duplicated attributes.
 #![allow(clippy::duplicated_attributes)]
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -234,19 +234,29 @@ pub fn crd_yaml() -> String {
     serde_yaml::to_string(&PasswordResetOperation::crd()).expect("the CRD always serializes")
 }
 
-impl PasswordResetOperation {
+impl PasswordResetOperationSpec {
     /// The Secret that holds this resource's credentials, if it names one.
     pub fn secret_name(&self) -> Option<&str> {
-        self.spec.credentials_secret_ref.as_ref().map(|r| r.name.as_str())
+        self.credentials_secret_ref.as_ref().map(|r| r.name.as_str())
     }
+}
 
-    /// Whether the `pwreset.dev/paused` annotation is `"true"` (any other value: not paused).
+impl PasswordResetOperation {
     pub fn is_paused(&self) -> bool {
-        self.metadata.annotations.as_ref().and_then(|a| a.get(PAUSED)).is_some_and(|v| v == "true")
+        is_paused(&self.metadata)
     }
 
-    /// The value of the `pwreset.dev/reconcile-requested-at` annotation, if set.
     pub fn reconcile_requested_at(&self) -> Option<&str> {
-        self.metadata.annotations.as_ref().and_then(|a| a.get(RECONCILE_REQUESTED_AT)).map(String::as_str)
+        reconcile_requested_at(&self.metadata)
     }
+}
+
+/// Whether the `pwreset.dev/paused` annotation is `"true"` (any other value: not paused).
+pub fn is_paused(meta: &ObjectMeta) -> bool {
+    meta.annotations.as_ref().and_then(|a| a.get(PAUSED)).is_some_and(|v| v == "true")
+}
+
+/// The value of the `pwreset.dev/reconcile-requested-at` annotation, if set.
+pub fn reconcile_requested_at(meta: &ObjectMeta) -> Option<&str> {
+    meta.annotations.as_ref().and_then(|a| a.get(RECONCILE_REQUESTED_AT)).map(String::as_str)
 }

@@ -9,6 +9,7 @@ use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::api::PasswordResetOperation;
+use crate::cache::Cached;
 use crate::decide::Policy;
 use crate::events::EventPublisher;
 use crate::graph::Graph;
@@ -36,9 +37,9 @@ pub struct Context {
     pub policy: Policy,
     /// Consecutive failed rounds per resource, for exponential backoff. In memory only:
     /// after a restart the first retry comes sooner, which is harmless.
-    failures: Mutex<HashMap<ObjectRef<Pro>, u32>>,
+    failures: Mutex<HashMap<ObjectRef<Cached>, u32>>,
     /// When each resource is looked at next (instead of `Action::requeue`; see `wakeups`).
-    pub wakeups: Arc<Wakeups<Pro>>,
+    pub wakeups: Arc<Wakeups<Cached>>,
 }
 
 impl Context {
@@ -48,11 +49,11 @@ impl Context {
         Context { kube, graph, events, metrics, settings, policy, failures: Mutex::default(), wakeups: Arc::default() }
     }
 
-    pub(crate) fn failures(&self, obj: &Pro) -> u32 {
+    pub(crate) fn failures(&self, obj: &Cached) -> u32 {
         self.failures.lock().unwrap().get(&key_of(obj)).copied().unwrap_or(0)
     }
 
-    pub(crate) fn set_failures(&self, obj: &Pro, n: u32) {
+    pub(crate) fn set_failures(&self, obj: &Cached, n: u32) {
         let mut failures = self.failures.lock().unwrap();
         if n == 0 {
             failures.remove(&key_of(obj));
@@ -62,7 +63,7 @@ impl Context {
     }
 
     /// Forgets what belongs to deleted resources and unused credentials and tenants.
-    pub(crate) fn sweep(&self, store: &Store<Pro>) {
+    pub(crate) fn sweep(&self, store: &Store<Cached>) {
         self.failures.lock().unwrap().retain(|key, _| store.get(key).is_some());
         self.wakeups.retain(|key| store.get(key).is_some());
         self.graph.credentials.sweep(self.settings.cache_idle);

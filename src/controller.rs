@@ -16,16 +16,14 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use tracing::debug;
 
-use crate::conditions;
-use crate::context::{Context, Pro};
+use crate::cache::Cached;
+use crate::context::Context;
 use crate::graph::OperationState;
 use crate::metrics::Computed;
 use crate::reason::{Kind, Reason};
 use crate::reconcile::{error_policy, reconcile};
 use crate::triggers::Triggers;
 
-/// kubectl keeps a full copy of the object in this annotation; the cache does not need it.
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 /// How often the housekeeping runs at most (and so how long a deleted resource's backoff
 /// entry can outlive it).
 const SWEEP_EVERY_MAX: Duration = Duration::from_secs(30);
@@ -38,7 +36,8 @@ pub async fn run(
     shard: crate::shard::Shard,
     on_ready: impl FnOnce() + Send + 'static,
 ) {
-    let api: Api<Pro> = match &ctx.settings.namespace {
+    // The cache holds `Cached` objects: the resource with spec and status packed (`cache`).
+    let api: Api<Cached> = match &ctx.settings.namespace {
         Some(ns) => Api::namespaced(ctx.kube.clone(), ns),
         None => Api::all(ctx.kube.clone()),
     };
@@ -51,7 +50,6 @@ pub async fn run(
     // annotations a person sets (neither bumps the generation), nothing else (`triggers`).
     let stream = watcher(api, watcher::Config::default().any_semantic())
         .default_backoff()
-        .modify(slim)
         // Only this replica's shard is cached at all.
         .filter(move |event| std::future::ready(shard.owns_event(event)))
         .inspect(move |event| seen.observe(event))
@@ -102,28 +100,8 @@ pub async fn run(
         .await;
 }
 
-/// What the cache keeps of an object: not `managedFields` (dropped, not emptied: an emptied
-/// Vec keeps its buffer) or kubectl's copy of the object, and lists without the spare room
-/// deserializing leaves (a Vec grows to 4 entries for 1 to 4).
-fn slim(obj: &mut Pro) {
-    let meta = &mut obj.metadata;
-    meta.managed_fields = None;
-    if let Some(annotations) = meta.annotations.as_mut() {
-        annotations.remove(LAST_APPLIED);
-    }
-    if let Some(owners) = meta.owner_references.as_mut() {
-        owners.shrink_to_fit();
-    }
-    if let Some(finalizers) = meta.finalizers.as_mut() {
-        finalizers.shrink_to_fit();
-    }
-    if let Some(status) = obj.status.as_mut() {
-        status.conditions.shrink_to_fit();
-    }
-}
-
 /// Sweeps the maps now and then, for as long as the controller's context lives.
-async fn housekeeping(ctx: std::sync::Weak<Context>, store: Store<Pro>, triggers: Triggers) {
+async fn housekeeping(ctx: std::sync::Weak<Context>, store: Store<Cached>, triggers: Triggers) {
     let every = match ctx.upgrade() {
         Some(ctx) => (ctx.settings.cache_idle / 2).clamp(Duration::from_secs(1), SWEEP_EVERY_MAX),
         None => return,
@@ -137,19 +115,17 @@ async fn housekeeping(ctx: std::sync::Weak<Context>, store: Store<Pro>, triggers
 }
 
 /// `pwreset_operations{state}` and `pwreset_blocked{reason}` from the cache.
-fn resource_gauges(store: &Store<Pro>) -> Vec<Computed> {
+fn resource_gauges(store: &Store<Cached>) -> Vec<Computed> {
     let mut states: HashMap<&'static str, i64> = HashMap::new();
     let mut blocked: HashMap<&'static str, i64> = HashMap::new();
     for obj in store.state() {
-        let status = obj.status.as_ref();
-        let conds = status.map(|s| s.conditions.as_slice()).unwrap_or_default();
-        let reason = conditions::reason_of(conds, conditions::READY).and_then(Reason::parse);
-        let state = match reason {
+        let (graph_state, ready_reason) = obj.state_and_ready_reason();
+        let state = match ready_reason.and_then(Reason::parse) {
             Some(r) if r.kind() == Kind::Blocked => {
                 *blocked.entry(r.as_str()).or_default() += 1;
                 "blocked"
             }
-            _ => match status.and_then(|s| s.status.as_deref()) {
+            _ => match graph_state {
                 None => "pending",
                 s => OperationState::from_graph(s).as_str(),
             },

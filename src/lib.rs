@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod api_reset;
+pub mod cache;
 pub mod check;
 pub mod cli;
 pub mod conditions;

@@ -15,7 +15,8 @@ use serde_json::{Value, json};
 use tracing::{debug, info, warn};
 use url::Url;
 
-use crate::api::PasswordResetOperationStatus;
+use crate::api::{self, PasswordResetOperationStatus};
+use crate::cache::Cached;
 use crate::conditions;
 use crate::context::{Context, Error, Pro};
 use crate::decide::{self, Effect, Input, Jitter, Requeue, Start};
@@ -31,7 +32,7 @@ pub const FIRST_ANSWER_BOUND: Duration = Duration::from_secs(2);
 const CONFLICT_REQUEUE: Duration = Duration::from_secs(1);
 
 /// One reconcile, counted once in the metrics whatever its end.
-pub async fn reconcile(obj: Arc<Pro>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile(obj: Arc<Cached>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let result = reconcile_inner(&obj, &ctx).await;
     let (reason, ok) = match &result {
@@ -48,7 +49,7 @@ pub async fn reconcile(obj: Arc<Pro>, ctx: Arc<Context>) -> Result<Action, Error
 /// A reconcile that failed on the Kubernetes API: retry with the same backoff as Graph errors.
 /// The status may be what cannot be written (RBAC, an apiserver refusing), so the failure
 /// is also a Warning event: the one place left where `kubectl describe` can show it.
-pub fn error_policy(obj: Arc<Pro>, error: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy(obj: Arc<Cached>, error: &Error, ctx: Arc<Context>) -> Action {
     let failures = ctx.failures(&obj).saturating_add(1);
     ctx.set_failures(&obj, failures);
     let wait = decide::backoff(failures);
@@ -73,28 +74,28 @@ pub fn error_policy(obj: Arc<Pro>, error: &Error, ctx: Arc<Context>) -> Action {
 
 /// The reconcile proper: when to look next (None: only a change of the resource brings it
 /// back) and the reason it ended with.
-pub(crate) async fn reconcile_inner(obj: &Pro, ctx: &Context) -> Result<(Option<Duration>, Option<Reason>), Error> {
+pub(crate) async fn reconcile_inner(obj: &Cached, ctx: &Context) -> Result<(Option<Duration>, Option<Reason>), Error> {
     if obj.meta().deletion_timestamp.is_some() {
         return Ok((None, None));
     }
-    let none = PasswordResetOperationStatus::default();
-    let status = obj.status.as_ref().unwrap_or(&none);
+    let (spec, status) = obj.unpack();
+    let status = status.unwrap_or_default();
     let namespace = obj.namespace().unwrap_or_default();
     let mut input = Input {
         namespace: &namespace,
-        secret: obj.secret_name().or(ctx.settings.default_credentials_secret.as_deref()),
-        spec: &obj.spec,
+        secret: spec.secret_name().or(ctx.settings.default_credentials_secret.as_deref()),
+        spec: &spec,
         generation: obj.metadata.generation,
         created: obj.metadata.creation_timestamp.as_ref().map(|t| t.0),
-        status,
+        status: &status,
         now: Timestamp::now(),
         failures: ctx.failures(obj),
         policy: &ctx.policy,
-        paused: obj.is_paused(),
-        reconcile_requested_at: obj.reconcile_requested_at(),
+        paused: api::is_paused(&obj.metadata),
+        reconcile_requested_at: api::reconcile_requested_at(&obj.metadata),
     };
     // Borrowed until a write replaces it: most polls change nothing and copy nothing.
-    let mut current = Cow::Borrowed(status);
+    let mut current = Cow::Borrowed(&status);
     let mut resource_version = obj.resource_version();
     let decision = match decide::start(&input) {
         Start::Decided(decision) => decision,
@@ -135,7 +136,7 @@ pub(crate) async fn reconcile_inner(obj: &Pro, ctx: &Context) -> Result<(Option<
 /// due, writes them meanwhile (updating `current` and `resource_version`). None: that write
 /// conflicted, our view is stale.
 async fn read(
-    obj: &Pro,
+    obj: &Cached,
     ctx: &Context,
     input: &Input<'_>,
     url: &Url,
@@ -177,7 +178,7 @@ fn jitter_for(wait: Duration, jitter: Jitter) -> Duration {
     if max.is_zero() { Duration::ZERO } else { max.mul_f64(rand::rng().random_range(0.0..1.0)) }
 }
 
-async fn delete(obj: &Pro, ctx: &Context) -> Result<(), Error> {
+async fn delete(obj: &Cached, ctx: &Context) -> Result<(), Error> {
     let api: Api<Pro> = Api::namespaced(ctx.kube.clone(), &obj.namespace().unwrap_or_default());
     // The uid precondition: never delete a new resource that took the same name.
     let params = DeleteParams {
@@ -223,7 +224,7 @@ pub(crate) fn status_patch(status: &PasswordResetOperationStatus, resource_versi
 
 /// Writes `next`; returns the new resourceVersion, or None on a conflict (our view is stale).
 async fn write_status(
-    obj: &Pro,
+    obj: &Cached,
     current: &PasswordResetOperationStatus,
     next: &PasswordResetOperationStatus,
     resource_version: Option<&str>,
@@ -372,10 +373,11 @@ mod tests {
     async fn a_finished_resource_costs_no_api_call() {
         let (ctx, mut handle) = mock_context();
         // A deadline of its own: a reconcile that wrongly calls the API would wait forever on the mock.
-        let (action, _) = tokio::time::timeout(Duration::from_secs(10), reconcile_inner(&finished(None, 5), &ctx))
-            .await
-            .expect("a finished resource reconciles without waiting on the API")
-            .unwrap();
+        let (action, _) =
+            tokio::time::timeout(Duration::from_secs(10), reconcile_inner(&finished(None, 5).into(), &ctx))
+                .await
+                .expect("a finished resource reconciles without waiting on the API")
+                .unwrap();
         assert_eq!(action, None, "nothing brings a finished resource back but a change");
         let waiting = tokio::time::timeout(Duration::from_millis(50), handle.next_request()).await;
         assert!(waiting.is_err(), "no request may be made for a finished resource");
@@ -384,16 +386,17 @@ mod tests {
     #[tokio::test]
     async fn ttl_deletes_with_a_uid_precondition_once_due_and_waits_until_then() {
         let (ctx, mut handle) = mock_context();
-        let (action, _) = tokio::time::timeout(Duration::from_secs(10), reconcile_inner(&finished(Some(60), 5), &ctx))
-            .await
-            .expect("a resource whose TTL is not due reconciles without waiting on the API")
-            .unwrap();
+        let (action, _) =
+            tokio::time::timeout(Duration::from_secs(10), reconcile_inner(&finished(Some(60), 5).into(), &ctx))
+                .await
+                .expect("a resource whose TTL is not due reconciles without waiting on the API")
+                .unwrap();
         let wait = action.expect("requeued for when the TTL expires");
         assert!(wait > Duration::from_secs(54) && wait <= Duration::from_secs(56), "the TTL is due in 55 s: {wait:?}");
 
         let reconcile = tokio::spawn({
             let ctx = ctx.clone();
-            async move { reconcile_inner(&finished(Some(60), 61), &ctx).await.unwrap().0 }
+            async move { reconcile_inner(&finished(Some(60), 61).into(), &ctx).await.unwrap().0 }
         });
         let (request, send) = tokio::time::timeout(Duration::from_secs(10), handle.next_request())
             .await

@@ -4,8 +4,6 @@
 use kube::ResourceExt;
 use kube::runtime::watcher;
 
-use crate::api::PasswordResetOperation;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
     index: u32,
@@ -36,12 +34,12 @@ impl Shard {
         (hash % self.total as u64) as u32 == self.index
     }
 
-    pub fn owns(&self, obj: &PasswordResetOperation) -> bool {
+    pub fn owns(&self, obj: &impl kube::Resource) -> bool {
         self.owns_uid(&obj.uid().unwrap_or_default())
     }
 
     /// Keeps watch events about owned objects (and the list markers).
-    pub fn owns_event(&self, event: &Result<watcher::Event<PasswordResetOperation>, watcher::Error>) -> bool {
+    pub fn owns_event<K: kube::Resource>(&self, event: &Result<watcher::Event<K>, watcher::Error>) -> bool {
         match event {
             Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o) | watcher::Event::Delete(o)) => self.owns(o),
             _ => true,

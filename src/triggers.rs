@@ -10,10 +10,10 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
-use kube::ResourceExt;
 use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
 
-use crate::context::Pro;
+use crate::api;
 
 /// The triggers' hash of every resource seen, by the hash of its uid.
 #[derive(Clone, Default)]
@@ -22,14 +22,15 @@ pub struct Triggers(Arc<Mutex<HashMap<u64, u64>>>);
 impl Triggers {
     /// Whether `obj` (just applied to the cache) brings its resource back: seen for the
     /// first time, or one of its triggers changed.
-    pub fn fired(&self, obj: &Pro) -> bool {
-        let value = hash(&(obj.metadata.generation, obj.is_paused(), obj.reconcile_requested_at()));
+    pub fn fired(&self, obj: &impl Resource) -> bool {
+        let meta = obj.meta();
+        let value = hash(&(meta.generation, api::is_paused(meta), api::reconcile_requested_at(meta)));
         self.0.lock().unwrap().insert(uid_key(obj), value) != Some(value)
     }
 
     /// Forgets a deleted resource as the watch reports it (a later resource of the same name
     /// has another uid, so it is new either way).
-    pub fn observe(&self, event: &Result<watcher::Event<Pro>, watcher::Error>) {
+    pub fn observe<K: Resource>(&self, event: &Result<watcher::Event<K>, watcher::Error>) {
         if let Ok(watcher::Event::Delete(obj)) = event {
             self.0.lock().unwrap().remove(&uid_key(obj));
         }
@@ -37,7 +38,7 @@ impl Triggers {
 
     /// Keeps only the resources in `cache` (one deleted while the watch was down is never
     /// reported as deleted; the housekeeping calls this).
-    pub fn retain<'a>(&self, cache: impl IntoIterator<Item = &'a Pro>) {
+    pub fn retain<'a, K: Resource + 'a>(&self, cache: impl IntoIterator<Item = &'a K>) {
         let live: HashSet<u64> = cache.into_iter().map(uid_key).collect();
         self.0.lock().unwrap().retain(|key, _| live.contains(key));
     }
@@ -51,7 +52,7 @@ impl Triggers {
     }
 }
 
-fn uid_key(obj: &Pro) -> u64 {
+fn uid_key(obj: &impl Resource) -> u64 {
     hash(&obj.uid())
 }
 
@@ -65,6 +66,7 @@ fn hash(value: &impl Hash) -> u64 {
 mod tests {
     use super::*;
     use crate::api::{PAUSED, PasswordResetOperationSpec, RECONCILE_REQUESTED_AT};
+    use crate::context::Pro;
 
     fn pro(uid: &str, generation: i64) -> Pro {
         let spec: PasswordResetOperationSpec = serde_json::from_value(serde_json::json!({})).unwrap();

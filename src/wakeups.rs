@@ -29,8 +29,12 @@ const IDLE_SCAN: Duration = Duration::from_secs(5);
 /// and resourceVersion, two more strings per entry that equality ignores anyway.
 pub fn key_of<K: kube::Resource<DynamicType = ()>>(obj: &K) -> ObjectRef<K> {
     let meta = obj.meta();
-    let key = ObjectRef::new(meta.name.as_deref().unwrap_or_default());
-    match meta.namespace.as_deref() {
+    object_ref(meta.namespace.as_deref(), meta.name.as_deref().unwrap_or_default())
+}
+
+fn object_ref<K: kube::Resource<DynamicType = ()>>(namespace: Option<&str>, name: &str) -> ObjectRef<K> {
+    let key = ObjectRef::new(name);
+    match namespace {
         Some(ns) => key.within(ns),
         None => key,
     }
@@ -52,11 +56,7 @@ impl<K: kube::Resource<DynamicType = ()>> From<&ObjectRef<K>> for Key {
 
 impl Key {
     fn to_ref<K: kube::Resource<DynamicType = ()>>(&self) -> ObjectRef<K> {
-        let key = ObjectRef::new(&self.name);
-        match self.namespace.as_deref() {
-            Some(ns) => key.within(ns),
-            None => key,
-        }
+        object_ref(self.namespace.as_deref(), &self.name)
     }
 
     fn into_ref<K: kube::Resource<DynamicType = ()>>(self) -> ObjectRef<K> {
