@@ -14,6 +14,7 @@ use crate::decide::Policy;
 use crate::events::EventPublisher;
 use crate::graph::Graph;
 use crate::metrics::Metrics;
+use crate::triggers::Triggers;
 use crate::wakeups::{Wakeups, key_of};
 
 pub type Pro = PasswordResetOperation;
@@ -40,13 +41,25 @@ pub struct Context {
     failures: Mutex<HashMap<ObjectRef<Cached>, u32>>,
     /// When each resource is looked at next (instead of `Action::requeue`; see `wakeups`).
     pub wakeups: Arc<Wakeups<Cached>>,
+    /// What each resource's triggers were when last seen (what brings it back sooner).
+    pub triggers: Triggers,
 }
 
 impl Context {
     pub fn new(kube: kube::Client, graph: Graph, metrics: Arc<Metrics>, settings: Settings, policy: Policy) -> Self {
         let reporter = Reporter { controller: "pwreset-operator".into(), instance: std::env::var("POD_NAME").ok() };
         let events = EventPublisher::start(kube.clone(), reporter, metrics.clone());
-        Context { kube, graph, events, metrics, settings, policy, failures: Mutex::default(), wakeups: Arc::default() }
+        Context {
+            kube,
+            graph,
+            events,
+            metrics,
+            settings,
+            policy,
+            failures: Mutex::default(),
+            wakeups: Arc::default(),
+            triggers: Triggers::default(),
+        }
     }
 
     pub(crate) fn failures(&self, obj: &Cached) -> u32 {
@@ -66,6 +79,7 @@ impl Context {
     pub(crate) fn sweep(&self, store: &Store<Cached>) {
         self.failures.lock().unwrap().retain(|key, _| store.get(key).is_some());
         self.wakeups.retain(|key| store.get(key).is_some());
+        self.triggers.retain(store.state().iter().map(|o| o.as_ref()));
         self.graph.credentials.sweep(self.settings.cache_idle);
         self.graph.limiter.sweep(self.settings.cache_idle);
     }
@@ -74,6 +88,7 @@ impl Context {
         let mut sizes = vec![
             ("backoff".to_string(), self.failures.lock().unwrap().len() as i64),
             ("wakeups".to_string(), self.wakeups.len() as i64),
+            ("triggers".to_string(), self.triggers.len() as i64),
             ("tenants".to_string(), self.graph.limiter.len() as i64),
             ("tenant_series".to_string(), self.metrics.tenants() as i64),
         ];

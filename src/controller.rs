@@ -22,7 +22,6 @@ use crate::graph::OperationState;
 use crate::metrics::Computed;
 use crate::reason::{Kind, Reason};
 use crate::reconcile::{error_policy, reconcile};
-use crate::triggers::Triggers;
 
 /// How often the housekeeping runs at most (and so how long a deleted resource's backoff
 /// entry can outlive it).
@@ -42,9 +41,8 @@ pub async fn run(
         None => Api::all(ctx.kube.clone()),
     };
     let (reader, writer) = reflector::store();
-    let triggers = Triggers::default();
-    let seen = triggers.clone();
-    let fired = triggers.clone();
+    let seen = ctx.triggers.clone();
+    let fired = ctx.triggers.clone();
     // Status writes do not change metadata.generation, so the operator's own writes do not
     // trigger it again: polls are driven by its wake-ups, a spec change, or one of the two
     // annotations a person sets (neither bumps the generation), nothing else (`triggers`).
@@ -60,10 +58,8 @@ pub async fn run(
     let states = reader.clone();
     ctx.metrics.add_source(Box::new(move || resource_gauges(&states)));
     let weak = Arc::downgrade(&ctx);
-    let counted = triggers.clone();
     ctx.metrics.add_source(Box::new(move || {
-        let mut sizes = weak.upgrade().map(|ctx| ctx.cache_sizes()).unwrap_or_default();
-        sizes.push(("triggers".to_string(), counted.len() as i64));
+        let sizes = weak.upgrade().map(|ctx| ctx.cache_sizes()).unwrap_or_default();
         vec![Computed {
             name: "cache_entries",
             help: "Entries in the operator's in-memory maps (backoff, wakeups, triggers, secrets, secret_reads, tokens, tenants, \
@@ -72,7 +68,7 @@ pub async fn run(
             values: sizes,
         }]
     }));
-    tokio::spawn(housekeeping(Arc::downgrade(&ctx), reader.clone(), triggers));
+    tokio::spawn(housekeeping(Arc::downgrade(&ctx), reader.clone()));
     let ready_reader = reader.clone();
     tokio::spawn(async move {
         // kube's readiness future wakes only its most recent waiter (the controller's), so
@@ -101,7 +97,7 @@ pub async fn run(
 }
 
 /// Sweeps the maps now and then, for as long as the controller's context lives.
-async fn housekeeping(ctx: std::sync::Weak<Context>, store: Store<Cached>, triggers: Triggers) {
+async fn housekeeping(ctx: std::sync::Weak<Context>, store: Store<Cached>) {
     let every = match ctx.upgrade() {
         Some(ctx) => (ctx.settings.cache_idle / 2).clamp(Duration::from_secs(1), SWEEP_EVERY_MAX),
         None => return,
@@ -110,7 +106,6 @@ async fn housekeeping(ctx: std::sync::Weak<Context>, store: Store<Cached>, trigg
         tokio::time::sleep(every).await;
         let Some(ctx) = ctx.upgrade() else { return };
         ctx.sweep(&store);
-        triggers.retain(store.state().iter().map(|o| o.as_ref()));
     }
 }
 
