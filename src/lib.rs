@@ -4,7 +4,8 @@
 //! Where things are: `api` (the CRD types), `reason` and `conditions` (the vocabulary),
 //! `decide` (every decision, pure), `reconcile` (the I/O shell around it), `controller`
 //! (the watch and housekeeping), `graph` (Graph client, limiter, gateway), `credentials`,
-//! `metrics`, `events`, `wakeups` (when each resource is looked at next), and the process around them (`leader`, `shard`, `server`, `telemetry`);
+//! `metrics`, `events`, `wakeups` (when each resource is looked at next), `cache` (what the watch
+//! keeps of each resource), and the process around them (`leader`, `shard`, `server`, `telemetry`);
 //! `check` is the `check` subcommand (is this installation able to work?).
 
 pub mod api;

@@ -88,14 +88,14 @@ fn memory_why(sc: &ScenarioReport, all: &[ScenarioReport]) -> String {
     why
 }
 
-const MEMORY_FIX: &str = "Measured with a heap profile (bench/README.md, \"Memory: where it goes\") after the \
-    wake-ups and trigger filter replaced kube-runtime's scheduler entry and predicate cache per resource: 26.6 MB of \
-    heap at the peak at 10,000, 17.2 MB of it the reflector's copy of each object (an 872-byte struct and 26 strings; \
-    managedFields and the last-applied annotation dropped) and 4.8 MB the reflector's own table and keys. Outside the \
-    heap, about 12.6 MB of the peak is the binary's code mapped from the page cache (RssFile) and the rest glibc's \
-    per-block overhead. Other allocators, glibc arena limits and LTO did not lower the peak; opt-level \"s\" took \
-    3.2 MiB off and added a quarter to the CPU per poll. What would reach 40 MiB: a cached type smaller than the \
-    full resource, its strings in one allocation (a reflector over a projection of the fields the decisions read).";
+const MEMORY_FIX: &str = "Measured with a heap profile (bench/README.md, \"Memory: where it goes\"): with the \
+    cache holding each resource's metadata plus its spec and status packed into one buffer (src/cache), the heap at \
+    the peak at 10,000 was 17.2 MB in 123,024 blocks (26.6 MB in 352,842 with the full resource cached), 10.9 MB of \
+    it the reflector's objects: 1,092 bytes per resource (a 479-byte block around the metadata, 392 bytes of packed \
+    spec and status, four metadata strings). Outside the heap, about 12.6 MB of the peak is the binary's code mapped \
+    from the page cache (RssFile) and the rest glibc's per-block overhead. Other allocators, glibc arena limits and \
+    LTO did not lower the peak; opt-level \"s\" took 3.2 MiB off and added a quarter to the CPU per poll. What would \
+    lower it further: the metadata packed too (ObjectMeta is now the largest block per resource), or a smaller binary.";
 
 fn throughput_why(sc: &ScenarioReport, cfg: &Cfg) -> String {
     let interval = cfg.poll.as_secs_f64();
