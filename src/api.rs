@@ -241,16 +241,6 @@ impl PasswordResetOperationSpec {
     }
 }
 
-impl PasswordResetOperation {
-    pub fn is_paused(&self) -> bool {
-        is_paused(&self.metadata)
-    }
-
-    pub fn reconcile_requested_at(&self) -> Option<&str> {
-        reconcile_requested_at(&self.metadata)
-    }
-}
-
 /// Whether the `pwreset.dev/paused` annotation is `"true"` (any other value: not paused).
 pub fn is_paused(meta: &ObjectMeta) -> bool {
     meta.annotations.as_ref().and_then(|a| a.get(PAUSED)).is_some_and(|v| v == "true")

@@ -36,6 +36,7 @@ impl Cached {
     }
 
     /// The whole resource again (what the cache dropped from metadata stays dropped).
+    #[cfg(test)]
     pub fn to_resource(&self) -> Pro {
         let (spec, status) = self.unpack();
         Pro { metadata: self.metadata.clone(), spec, status }
@@ -44,11 +45,6 @@ impl Cached {
     /// Graph's `status` and the Ready condition's reason, without unpacking.
     pub fn state_and_ready_reason(&self) -> (Option<&str>, Option<&str>) {
         pack::state_and_ready_reason(&self.packed)
-    }
-
-    /// Bytes of the packed spec and status (the bench and tests report it).
-    pub fn packed_len(&self) -> usize {
-        self.packed.len()
     }
 }
 

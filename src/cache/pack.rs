@@ -8,8 +8,22 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::api::{PasswordResetOperationSpec as Spec, PasswordResetOperationStatus as Status, SecretReference};
 
+/// Status comes first, and in it Graph's state and the conditions: the gauges read only
+/// those (`state_and_ready_reason`), without knowing the rest of the layout.
 pub(super) fn pack(spec: &Spec, status: Option<&Status>) -> Box<[u8]> {
     let mut w = Writer(Vec::with_capacity(256));
+    match status {
+        None => w.uint(0),
+        Some(status) => {
+            w.uint(1);
+            pack_status(&mut w, status);
+        }
+    }
+    pack_spec(&mut w, spec);
+    w.0.into_boxed_slice()
+}
+
+fn pack_spec(w: &mut Writer, spec: &Spec) {
     let Spec {
         user_id,
         operation_id,
@@ -26,12 +40,9 @@ pub(super) fn pack(spec: &Spec, status: Option<&Status>) -> Box<[u8]> {
     w.opt_str(poll_interval.as_deref());
     w.opt_int(*active_deadline_seconds);
     w.opt_int(ttl_seconds_after_finished.map(i64::from));
-    let Some(status) = status else {
-        w.uint(0);
-        return w.0.into_boxed_slice();
-    };
-    w.uint(1);
-    // `status` and the conditions come first: the gauges read only those (`Reader::skip_*`).
+}
+
+fn pack_status(w: &mut Writer, status: &Status) {
     let Status {
         status,
         operation_id,
@@ -77,11 +88,11 @@ pub(super) fn pack(spec: &Spec, status: Option<&Status>) -> Box<[u8]> {
     for t in [last_polled_time, completion_time, not_found_since] {
         w.opt_time(t.as_ref());
     }
-    w.0.into_boxed_slice()
 }
 
 pub(super) fn unpack(bytes: &[u8]) -> (Spec, Option<Status>) {
     let mut r = Reader(bytes);
+    let status = (r.uint() != 0).then(|| unpack_status(&mut r));
     let spec = Spec {
         user_id: r.opt_string(),
         operation_id: r.opt_string(),
@@ -91,9 +102,11 @@ pub(super) fn unpack(bytes: &[u8]) -> (Spec, Option<Status>) {
         active_deadline_seconds: r.opt_int(),
         ttl_seconds_after_finished: r.opt_int().map(|v| v as i32),
     };
-    if r.uint() == 0 {
-        return (spec, None);
-    }
+    debug_assert!(r.0.is_empty(), "the whole packed resource is read");
+    (spec, status)
+}
+
+fn unpack_status(r: &mut Reader<'_>) -> Status {
     let state = r.opt_string();
     let conditions = (0..r.uint())
         .map(|_| Condition {
@@ -105,7 +118,7 @@ pub(super) fn unpack(bytes: &[u8]) -> (Spec, Option<Status>) {
             last_transition_time: r.time(),
         })
         .collect();
-    let status = Status {
+    Status {
         status: state,
         conditions,
         operation_id: r.opt_string(),
@@ -121,20 +134,13 @@ pub(super) fn unpack(bytes: &[u8]) -> (Spec, Option<Status>) {
         last_polled_time: r.opt_time(),
         completion_time: r.opt_time(),
         not_found_since: r.opt_time(),
-    };
-    debug_assert!(r.0.is_empty(), "the whole packed status is read");
-    (spec, Some(status))
+    }
 }
 
 /// Graph's `status` and the Ready condition's reason, read in place (no allocation): what
 /// the gauges need of every cached resource at each scrape.
 pub(super) fn state_and_ready_reason(bytes: &[u8]) -> (Option<&str>, Option<&str>) {
     let mut r = Reader(bytes);
-    for _ in 0..5 {
-        r.opt_str();
-    }
-    r.opt_int();
-    r.opt_int();
     if r.uint() == 0 {
         return (None, None);
     }
