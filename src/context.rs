@@ -49,7 +49,9 @@ impl Context {
     pub fn new(kube: kube::Client, graph: Graph, metrics: Arc<Metrics>, settings: Settings, policy: Policy) -> Self {
         let reporter = Reporter { controller: "pwreset-operator".into(), instance: std::env::var("POD_NAME").ok() };
         let events = EventPublisher::start(kube.clone(), reporter, metrics.clone());
+        let wakeups = Arc::new(Wakeups::new(settings.max_concurrent_reconciles.into()));
         Context {
+            wakeups,
             kube,
             graph,
             events,
@@ -57,7 +59,6 @@ impl Context {
             settings,
             policy,
             failures: Mutex::default(),
-            wakeups: Arc::default(),
             triggers: Triggers::default(),
         }
     }

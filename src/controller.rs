@@ -82,16 +82,22 @@ pub async fn run(
         }
     });
 
+    // The same concurrency bounds the wake-ups handed over (`wakeups`: in turn).
     let config = controller::Config::default().concurrency(ctx.settings.max_concurrent_reconciles);
+    let wakeups = ctx.wakeups.clone();
     Controller::for_stream(stream, reader)
         .with_config(config)
         .reconcile_on(ctx.wakeups.stream())
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                debug!(error = %e, "reconcile did not complete");
+        .for_each(|result| {
+            match result {
+                // Deleted after its wake-up was handed over: the slot it was counted in is free.
+                Err(controller::Error::ObjectNotFound(key)) => wakeups.not_found(key.namespace.as_deref(), &key.name),
+                Err(e) => debug!(error = %e, "reconcile did not complete"),
+                Ok(_) => {}
             }
+            std::future::ready(())
         })
         .await;
 }

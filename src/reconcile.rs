@@ -34,6 +34,9 @@ const CONFLICT_REQUEUE: Duration = Duration::from_secs(1);
 /// One reconcile, counted once in the metrics whatever its end.
 pub async fn reconcile(obj: Arc<Cached>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
+    let key = key_of(obj.as_ref());
+    // Holds the slot until the next plan is set, then lets the next due resource have it.
+    let _turn = ctx.wakeups.begin(&key);
     let result = reconcile_inner(&obj, &ctx).await;
     let (reason, ok) = match &result {
         Ok((_, reason)) => (*reason, true),
@@ -41,7 +44,7 @@ pub async fn reconcile(obj: Arc<Cached>, ctx: Arc<Context>) -> Result<Action, Er
     };
     ctx.metrics.reconciled(reason, ok, started.elapsed());
     let next = result?.0;
-    ctx.wakeups.set(key_of(obj.as_ref()), next);
+    ctx.wakeups.set(key, next);
     // The wake-up is ours (`wakeups`), not kube-runtime's scheduler's.
     Ok(Action::await_change())
 }

@@ -28,6 +28,16 @@ const JUDGED: Duration = Duration::from_secs(60);
 const LOWEST: f64 = 1.0 / 3.0;
 const SENT: (f64, f64) = (0.8, 1.5);
 
+/// `n` operations that stay running (op-0…), each tracked by a resource (r-0…).
+async fn track_running_operations(h: &Harness, n: usize) {
+    let ops: Vec<_> = (0..n).map(|i| json!({"userId": "u1", "id": format!("op-{i}"), "status": "running"})).collect();
+    h.emulator.client().add_operations(ops).await.unwrap();
+    for i in 0..n {
+        let spec = json!({"userId": "u1", "operationId": format!("op-{i}"), "credentialsSecretRef": {"name": SECRET}});
+        h.create(&format!("r-{i}"), spec).await;
+    }
+}
+
 async fn allowed_rate(op: &Operator) -> f64 {
     let (status, body) = op.http_get("/metrics").await.expect("/metrics reachable");
     assert_eq!(status, 200);
@@ -43,13 +53,7 @@ async fn the_limiter_settles_near_a_token_buckets_refill_without_collapsing() {
     h.emulator
         .admin("POST", "/tenants", json!({"id": TENANT, "throttle": {"capacity": 20, "refillPerSecond": REFILL}}))
         .await;
-    let ops: Vec<_> =
-        (0..RESOURCES).map(|i| json!({"userId": "u1", "id": format!("op-{i}"), "status": "running"})).collect();
-    h.emulator.client().add_operations(ops).await.unwrap();
-    for i in 0..RESOURCES {
-        let spec = json!({"userId": "u1", "operationId": format!("op-{i}"), "credentialsSecretRef": {"name": SECRET}});
-        h.create(&format!("r-{i}"), spec).await;
-    }
+    track_running_operations(&h, RESOURCES).await;
     // Control: Graph does throttle this demand (the bucket is real), so the limiter is tested.
     eventually("Graph throttling the tenant", Duration::from_secs(30), || async {
         let stats = h.emulator.client().stats().await.map_err(|e| e.to_string())?;
@@ -93,4 +97,67 @@ async fn the_limiter_settles_near_a_token_buckets_refill_without_collapsing() {
     );
     assert!(ok / seconds >= 0.8 * REFILL, "goodput {:.2}/s of a {REFILL}/s refill", ok / seconds);
     assert!(throttled / (ok + throttled) <= 0.2, "{throttled} of {} GETs throttled", ok + throttled);
+}
+
+const FAIR_RESOURCES: usize = 80;
+const FAIR_RATE: u32 = 8;
+/// Judged after the first round (every resource polled once) has long passed.
+const FAIR_SETTLE: Duration = Duration::from_secs(20);
+const FAIR_JUDGED: Duration = Duration::from_secs(40);
+
+/// When the tenant's rate is what limits polling (80 resources due every second, 8 GETs/s
+/// allowed), each resource waits its turn: about 80 / 8 = 10 s between its polls. None may
+/// wait far longer while others are polled again and again (kube-runtime's scheduler hands
+/// out held requests in hash order, which starved some resources for minutes).
+#[tokio::test]
+async fn when_the_tenant_rate_is_the_bottleneck_every_resource_still_gets_its_turn() {
+    let rate = FAIR_RATE.to_string();
+    let h = Harness::start(&["--tenant-rate", &rate, "--tenant-burst", &rate]).await;
+    track_running_operations(&h, FAIR_RESOURCES).await;
+    let from = jiff::Timestamp::now().as_millisecond() + FAIR_SETTLE.as_millis() as i64;
+    let to = from + FAIR_JUDGED.as_millis() as i64;
+    // Waiting out the window is the measurement itself.
+    tokio::time::sleep(FAIR_SETTLE + FAIR_JUDGED).await;
+
+    let log = h.emulator.requests().await;
+    let mut by_op: std::collections::BTreeMap<String, Vec<i64>> =
+        (0..FAIR_RESOURCES).map(|i| (format!("op-{i}"), Vec::new())).collect();
+    for r in log.iter().filter(|r| r["kind"] == "operationGet") {
+        let (Some(t), Some(op)) = (r["timeMs"].as_i64(), r["operationId"].as_str()) else { continue };
+        if (from..to).contains(&t) {
+            by_op.entry(op.to_string()).or_default().push(t);
+        }
+    }
+    // Control: polling is limited by the rate (demand is 10 times it), so turns are tested.
+    let total: usize = by_op.values().map(Vec::len).sum();
+    let sent = total as f64 / FAIR_JUDGED.as_secs_f64();
+    assert!(
+        (0.7 * FAIR_RATE as f64..=1.3 * FAIR_RATE as f64).contains(&sent),
+        "GETs at {sent:.2}/s over the window, expected about the tenant rate {FAIR_RATE}/s"
+    );
+    // The longest wait of each resource for its next poll within the window (its edges included).
+    let fair = FAIR_RESOURCES as f64 / FAIR_RATE as f64;
+    let (worst_op, worst_gap) = by_op
+        .iter_mut()
+        .map(|(op, times)| {
+            times.sort_unstable();
+            let edges = std::iter::once(from).chain(times.iter().copied()).chain(std::iter::once(to));
+            let stops: Vec<i64> = edges.collect();
+            let gap = stops.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+            (op.clone(), gap as f64 / 1000.0)
+        })
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap();
+    let counts: Vec<usize> = by_op.values().map(Vec::len).collect();
+    println!(
+        "{total} GETs in {} s ({sent:.2}/s); per resource {}..{}; longest wait {worst_gap:.1} s ({worst_op}), fair turn {fair:.0} s",
+        FAIR_JUDGED.as_secs(),
+        counts.iter().min().unwrap(),
+        counts.iter().max().unwrap()
+    );
+    assert!(
+        worst_gap <= 2.5 * fair,
+        "{worst_op} waited {worst_gap:.1} s for a poll while the tenant's {FAIR_RATE} GETs/s went round \
+         {FAIR_RESOURCES} resources (a turn every {fair:.0} s); GETs per resource: {counts:?}"
+    );
 }
