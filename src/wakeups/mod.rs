@@ -148,7 +148,10 @@ impl<K: kube::Resource<DynamicType = ()>> Wakeups<K> {
     /// A reconcile of `key` starts; its slot is free again when the returned turn is dropped.
     pub fn begin(self: &Arc<Self>, key: &ObjectRef<K>) -> Turn<K> {
         let mut state = self.state.lock().unwrap();
-        state.handed.remove(&Key::from(key));
+        // Usually nothing is handed over and waiting: no key to build for the lookup.
+        if !state.handed.is_empty() {
+            state.handed.remove(&Key::from(key));
+        }
         state.running += 1;
         Turn(self.clone())
     }
