@@ -253,7 +253,11 @@ impl<K: kube::Resource<DynamicType = ()> + Send + Sync + 'static> Wakeups<K> {
     /// only a weak reference: it ends when the wake-ups are dropped or the stream is.
     pub fn stream(self: &Arc<Self>) -> impl Stream<Item = ObjectRef<K>> + Send + 'static {
         let (tx, rx) = mpsc::unbounded();
-        self.state.lock().unwrap().tx = Some(tx.clone());
+        let mut state = self.state.lock().unwrap();
+        // Keys handed to an earlier stream will never start: their slots are free.
+        state.handed.clear();
+        state.tx = Some(tx.clone());
+        drop(state);
         tokio::spawn(scanner(Arc::downgrade(self), tx));
         rx
     }
