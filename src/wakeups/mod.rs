@@ -57,11 +57,15 @@ struct Key {
 
 impl<K: kube::Resource<DynamicType = ()>> From<&ObjectRef<K>> for Key {
     fn from(key: &ObjectRef<K>) -> Self {
-        Key { namespace: key.namespace.as_deref().map(Box::from), name: key.name.as_str().into() }
+        Key::new(key.namespace.as_deref(), &key.name)
     }
 }
 
 impl Key {
+    fn new(namespace: Option<&str>, name: &str) -> Self {
+        Key { namespace: namespace.map(Box::from), name: name.into() }
+    }
+
     fn to_ref<K: kube::Resource<DynamicType = ()>>(&self) -> ObjectRef<K> {
         object_ref(self.namespace.as_deref(), &self.name)
     }
@@ -107,6 +111,7 @@ struct State<K: kube::Resource<DynamicType = ()>> {
     next_scan: Instant,
 }
 
+#[cfg(test)]
 impl<K: kube::Resource<DynamicType = ()>> Default for Wakeups<K> {
     /// Without a limit on slots (tests of timing alone).
     fn default() -> Self {
@@ -159,7 +164,7 @@ impl<K: kube::Resource<DynamicType = ()>> Wakeups<K> {
     /// A key handed over whose resource the controller no longer has: its slot is free.
     pub fn not_found(&self, namespace: Option<&str>, name: &str) {
         let mut state = self.state.lock().unwrap();
-        state.handed.remove(&Key { namespace: namespace.map(Box::from), name: name.into() });
+        state.handed.remove(&Key::new(namespace, name));
         state.hand_over();
     }
 
