@@ -63,14 +63,22 @@ impl Context {
         }
     }
 
+    // Both run on every poll, and most often nothing failed: an empty map is answered
+    // without building a key (two allocations each).
     pub(crate) fn failures(&self, obj: &Cached) -> u32 {
-        self.failures.lock().unwrap().get(&key_of(obj)).copied().unwrap_or(0)
+        let failures = self.failures.lock().unwrap();
+        if failures.is_empty() {
+            return 0;
+        }
+        failures.get(&key_of(obj)).copied().unwrap_or(0)
     }
 
     pub(crate) fn set_failures(&self, obj: &Cached, n: u32) {
         let mut failures = self.failures.lock().unwrap();
         if n == 0 {
-            failures.remove(&key_of(obj));
+            if !failures.is_empty() {
+                failures.remove(&key_of(obj));
+            }
         } else {
             failures.insert(key_of(obj), n);
         }

@@ -13,7 +13,9 @@
 //! oldest first, and are handed over only as slots free up: at most as many as the
 //! controller's concurrency are ever handed over and not yet reconciling.
 
+use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -49,23 +51,20 @@ fn object_ref<K: kube::Resource<DynamicType = ()>>(namespace: Option<&str>, name
 
 /// A map key: namespace and name, 32 bytes where an `ObjectRef` takes 96 (the map's table
 /// is most of its size: 1.8 MB at 10,000 entries with `ObjectRef`s).
-#[derive(PartialEq, Eq, Hash, Clone)]
+#[derive(PartialEq, Eq, Clone)]
 struct Key {
     namespace: Option<Box<str>>,
     name: Box<str>,
 }
 
-impl<K: kube::Resource<DynamicType = ()>> From<&ObjectRef<K>> for Key {
-    fn from(key: &ObjectRef<K>) -> Self {
-        Key::new(key.namespace.as_deref(), &key.name)
+impl<K: kube::Resource<DynamicType = ()>> From<ObjectRef<K>> for Key {
+    /// Takes the strings over: no copy (a reconcile's key is built once, in `key_of`).
+    fn from(key: ObjectRef<K>) -> Self {
+        Key { namespace: key.namespace.map(String::into_boxed_str), name: key.name.into_boxed_str() }
     }
 }
 
 impl Key {
-    fn new(namespace: Option<&str>, name: &str) -> Self {
-        Key { namespace: namespace.map(Box::from), name: name.into() }
-    }
-
     fn to_ref<K: kube::Resource<DynamicType = ()>>(&self) -> ObjectRef<K> {
         object_ref(self.namespace.as_deref(), &self.name)
     }
@@ -76,6 +75,60 @@ impl Key {
         key.namespace = self.namespace.map(String::from);
         key
     }
+}
+
+/// A key's strings, borrowed: the maps are searched with an `ObjectRef`'s strings without
+/// building a `Key` (two allocations and two frees per lookup, several per poll, showed in
+/// a profile as the allocator's free-list work).
+trait Parts {
+    fn parts(&self) -> (Option<&str>, &str);
+}
+
+impl Parts for Key {
+    fn parts(&self) -> (Option<&str>, &str) {
+        (self.namespace.as_deref(), &self.name)
+    }
+}
+
+impl Parts for (Option<&str>, &str) {
+    fn parts(&self) -> (Option<&str>, &str) {
+        *self
+    }
+}
+
+impl<'a> Borrow<dyn Parts + 'a> for Key {
+    fn borrow(&self) -> &(dyn Parts + 'a) {
+        self
+    }
+}
+
+// A `Key` and its borrowed parts must hash alike for the borrowed lookups to find it.
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.parts().hash(state)
+    }
+}
+
+impl Hash for dyn Parts + '_ {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.parts().hash(state)
+    }
+}
+
+impl PartialEq for dyn Parts + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn Parts + '_ {}
+
+/// The borrowed lookup key for `key`.
+fn parts<K>(key: &ObjectRef<K>) -> (Option<&str>, &str)
+where
+    K: kube::Resource<DynamicType = ()>,
+{
+    (key.namespace.as_deref(), &key.name)
 }
 
 /// Where a resource's wake-up stands.
@@ -140,11 +193,11 @@ impl<K: kube::Resource<DynamicType = ()>> Wakeups<K> {
     pub fn set(&self, key: ObjectRef<K>, wait: Option<Duration>) {
         let mut state = self.state.lock().unwrap();
         let Some(wait) = wait else {
-            state.plans.remove(&Key::from(&key));
+            state.plans.remove(&parts(&key) as &dyn Parts);
             return;
         };
         let at = Instant::now() + wait;
-        state.plans.insert(Key::from(&key), Plan::At(at));
+        state.plans.insert(Key::from(key), Plan::At(at));
         if at < state.next_scan {
             self.sooner.notify_one();
         }
@@ -153,10 +206,7 @@ impl<K: kube::Resource<DynamicType = ()>> Wakeups<K> {
     /// A reconcile of `key` starts; its slot is free again when the returned turn is dropped.
     pub fn begin(self: &Arc<Self>, key: &ObjectRef<K>) -> Turn<K> {
         let mut state = self.state.lock().unwrap();
-        // Usually nothing is handed over and waiting: no key to build for the lookup.
-        if !state.handed.is_empty() {
-            state.handed.remove(&Key::from(key));
-        }
+        state.handed.remove(&parts(key) as &dyn Parts);
         state.running += 1;
         Turn(self.clone())
     }
@@ -164,13 +214,13 @@ impl<K: kube::Resource<DynamicType = ()>> Wakeups<K> {
     /// A key handed over whose resource the controller no longer has: its slot is free.
     pub fn not_found(&self, namespace: Option<&str>, name: &str) {
         let mut state = self.state.lock().unwrap();
-        state.handed.remove(&Key::new(namespace, name));
+        state.handed.remove(&(namespace, name) as &dyn Parts);
         state.hand_over();
     }
 
     /// How long until `key`'s wake-up, if it has one (zero once due; tests and diagnostics).
     pub fn remaining(&self, key: &ObjectRef<K>) -> Option<Duration> {
-        self.state.lock().unwrap().plans.get(&Key::from(key)).map(|plan| match plan {
+        self.state.lock().unwrap().plans.get(&parts(key) as &dyn Parts).map(|plan| match plan {
             Plan::At(at) => at.saturating_duration_since(Instant::now()),
             Plan::Queued => Duration::ZERO,
         })
@@ -199,23 +249,20 @@ impl<K: kube::Resource<DynamicType = ()>> Wakeups<K> {
     fn scan(&self, now: Instant) -> Instant {
         let mut guard = self.state.lock().unwrap();
         let state = &mut *guard;
-        let mut due: Vec<(Instant, &Key)> = Vec::new();
+        let mut due: Vec<(Instant, Key)> = Vec::new();
         let mut next = now + IDLE_SCAN;
-        for (key, plan) in &state.plans {
+        for (key, plan) in &mut state.plans {
             match *plan {
-                Plan::At(at) if at <= now => due.push((at, key)),
+                Plan::At(at) if at <= now => {
+                    due.push((at, key.clone()));
+                    *plan = Plan::Queued;
+                }
                 Plan::At(at) => next = next.min(at),
                 Plan::Queued => {}
             }
         }
         due.sort_unstable_by_key(|(at, _)| *at);
-        let due: Vec<Key> = due.into_iter().map(|(_, key)| key.clone()).collect();
-        for key in due {
-            if let Some(plan) = state.plans.get_mut(&key) {
-                *plan = Plan::Queued;
-            }
-            state.queue.push_back(key);
-        }
+        state.queue.extend(due.into_iter().map(|(_, key)| key));
         state.hand_over();
         state.next_scan = next.max(now + TICK);
         state.next_scan
@@ -228,10 +275,11 @@ impl<K: kube::Resource<DynamicType = ()>> State<K> {
         let Some(tx) = &self.tx else { return };
         while self.running + self.handed.len() < self.slots {
             let Some(key) = self.queue.pop_front() else { return };
-            if self.plans.get(&key) != Some(&Plan::Queued) {
-                continue; // re-planned or dropped since it was queued
+            let Some((owned, plan)) = self.plans.remove_entry(&key) else { continue };
+            if plan != Plan::Queued {
+                self.plans.insert(owned, plan); // re-planned since it was queued: not its turn yet
+                continue;
             }
-            let Some((owned, _)) = self.plans.remove_entry(&key) else { continue };
             if tx.unbounded_send(owned.into_ref()).is_err() {
                 return;
             }
