@@ -2,7 +2,7 @@
 //! why, from what the run measured, and what would fix it.
 
 use super::report::Finding;
-use super::scenarios::{Cfg, PROPAGATION_TARGET_N, ScenarioReport};
+use super::scenarios::{CPU_PER_POLL_TARGET_US, Cfg, PROPAGATION_TARGET_N, ScenarioReport};
 
 fn fig(sc: &ScenarioReport, path: &[&str]) -> Option<f64> {
     let mut v = &sc.figures;
@@ -153,6 +153,28 @@ const THROUGHPUT_FIX: &str = "Events are already off the reconcile path and only
     instead of 31.3 s, for 6.2 MiB more peak RSS (one HTTP/1 connection to the apiserver per slot). Beyond that, a \
     faster apiserver, or sharding (`--shard`/`--total-shards`) when the apiserver has headroom.";
 
+/// The steady window's gauge of the host: what the emulator spent per GET it served, and
+/// what the operator's poll would cost on a host where the gauge allows the target.
+fn host_speed(scenarios: &[ScenarioReport]) -> String {
+    let Some((poll, served)) = scenarios
+        .iter()
+        .find_map(|sc| Some((fig(sc, &["cpuMicrosecondsPerPoll"])?, fig(sc, &["emulatorCpuMicrosecondsPerGet"])?)))
+    else {
+        return String::new();
+    };
+    if served <= 0.0 {
+        return String::new();
+    }
+    let ratio = poll / served;
+    format!(
+        " In scenario 3's steady window the Graph emulator spent {served:.0} µs of CPU on each GET it served (the server side \
+         of the same HTTP/1 exchange plus its request log, no Kubernetes work): the operator's whole poll cost {ratio:.1}× that. At \
+         that ratio the per-poll target ({CPU_PER_POLL_TARGET_US:.0} µs) is met on a host that serves a GET in \
+         {:.0} µs or less.",
+        CPU_PER_POLL_TARGET_US / ratio
+    )
+}
+
 pub fn explain(scenarios: &[ScenarioReport], cfg: &Cfg) -> Vec<Finding> {
     let mut out = Vec::new();
     let interval = cfg.poll.as_secs_f64();
@@ -175,8 +197,11 @@ pub fn explain(scenarios: &[ScenarioReport], cfg: &Cfg) -> Vec<Finding> {
                 ),
                 "cpu" | "cpu-per-poll" => (
                     format!(
-                        "The operator used {:.2} cores on average ({:.1} CPU seconds over {:.0} s).",
-                        sc.process.average_cores, sc.process.cpu_seconds, sc.process.wall_seconds
+                        "The operator used {:.2} cores on average ({:.1} CPU seconds over {:.0} s).{}",
+                        sc.process.average_cores,
+                        sc.process.cpu_seconds,
+                        sc.process.wall_seconds,
+                        host_speed(scenarios)
                     ),
                     "Profiled (bench/README.md, \"CPU per poll\"): a steady poll costs about 55 µs since kube-runtime's \
                      scheduler, the thread pool's hand-offs and per-poll copies of the status went (from 188 µs); \

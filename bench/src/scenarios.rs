@@ -1150,8 +1150,12 @@ pub async fn steady(cfg: &Cfg, n: usize) -> anyhow::Result<ScenarioReport> {
     let window_s = window_ms as f64 / 1000.0;
     // Everything the operator spends in the window is for polls (GET + reconcile).
     let cpu_per_poll_us = window_load.operator * window_s / gets_in_window.max(1.0) * 1e6;
+    // The emulator serves the very same GETs: its cost per GET gauges this host's speed
+    // from the same window, so a per-poll figure can be read against the host it ran on.
+    let emulator_per_get_us = window_load.emulator * window_s / gets_in_window.max(1.0) * 1e6;
     let figures = json!({
         "cpuMicrosecondsPerPoll": cpu_per_poll_us,
+        "emulatorCpuMicrosecondsPerGet": emulator_per_get_us,
         "peakRssBytesPerResource": bytes_per_resource(&process, n),
         "secondsUntilEveryResourceShowedRunning": swept,
         "windowSeconds": window_s,
@@ -1194,6 +1198,14 @@ pub async fn steady(cfg: &Cfg, n: usize) -> anyhow::Result<ScenarioReport> {
         ),
         ("Status writes in the window".into(), format!("{writes_window} (watch), {writes_metric} (/metrics)")),
         ("Operator CPU per poll (GET + reconcile) in the window".into(), format!("{cpu_per_poll_us:.0} µs")),
+        (
+            "Graph emulator CPU per GET it served in the window (the same exchange's server side: this host's speed)"
+                .into(),
+            format!(
+                "{emulator_per_get_us:.0} µs; the operator's poll cost {:.1}× that",
+                cpu_per_poll_us / emulator_per_get_us.max(f64::MIN_POSITIVE)
+            ),
+        ),
         (
             "CPU in the window (cores)".into(),
             format!(
