@@ -2,6 +2,7 @@
 //! `PWRESET_<FLAG>` from the environment).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -34,9 +35,9 @@ pub enum Command {
     },
     /// Check the installation (CRD, RBAC, Graph and login reachable, optionally a credentials
     /// Secret): one line per check; exit code 0 when all pass. Takes every `run` flag.
-    Check(Box<crate::check::CheckArgs>),
+    Check(Box<CheckArgs>),
     /// Sign a person in (device code) and store the refresh token in the credentials Secret.
-    Login(Box<crate::login::LoginArgs>),
+    Login(Box<LoginArgs>),
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,7 +69,7 @@ pub struct RunArgs {
     /// system's (a TLS-inspecting proxy's CA, a private CA). SSL_CERT_FILE, by contrast,
     /// replaces the system's.
     #[arg(long, env = "PWRESET_EXTRA_CA_FILE")]
-    pub extra_ca_file: Option<std::path::PathBuf>,
+    pub extra_ca_file: Option<PathBuf>,
 
     /// The only directory a Secret's federatedTokenFile may point into.
     #[arg(long, env = "PWRESET_FEDERATED_TOKEN_DIR", default_value = "/var/run/secrets/azure/tokens")]
@@ -167,4 +168,99 @@ fn positive_f64(s: &str) -> Result<f64, String> {
         Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
         _ => Err(format!("{s:?} is not a positive number")),
     }
+}
+
+/// `check`'s flags: every `run` flag, and what only `check` needs.
+#[derive(clap::Args, Debug)]
+pub struct CheckArgs {
+    /// Also get a token with this credentials Secret (`namespace/name`), through the same code
+    /// as `run` (a delegated Secret's rotated refresh token is written back, as `run` does).
+    /// The token is never shown.
+    #[arg(long, env = "PWRESET_CHECK_CREDENTIALS_SECRET", value_parser = SecretRef::parse)]
+    pub credentials_secret: Option<SecretRef>,
+
+    /// How long each check may take.
+    #[arg(long, env = "PWRESET_CHECK_TIMEOUT", default_value = "5s", value_parser = duration::parse)]
+    pub timeout: Duration,
+
+    /// Namespaces where the operator must be allowed to read and patch Secrets, comma-separated
+    /// (default: --namespace, else every namespace); the chart passes its rbac.namespaces.
+    #[arg(long, env = "PWRESET_CHECK_SECRET_NAMESPACES", value_delimiter = ',')]
+    pub secret_namespaces: Vec<String>,
+
+    /// Only these Secret names need to be readable (the chart's rbac.secretNames), comma-separated.
+    #[arg(long, env = "PWRESET_CHECK_SECRET_NAMES", value_delimiter = ',')]
+    pub secret_names: Vec<String>,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// A Secret named `namespace/name`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretRef {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl SecretRef {
+    pub(crate) fn parse(text: &str) -> Result<SecretRef, String> {
+        match text.split_once('/') {
+            Some((namespace, name)) if !namespace.is_empty() && !name.is_empty() && !name.contains('/') => {
+                Ok(SecretRef { namespace: namespace.into(), name: name.into() })
+            }
+            _ => Err(format!("{text:?} is not namespace/name")),
+        }
+    }
+}
+
+/// The chart's default credentials Secret (`defaultCredentialsSecret`, `rbac.secretNames`).
+pub const DEFAULT_SECRET_NAME: &str = "graph-credentials";
+
+#[derive(clap::Args, Debug)]
+pub struct LoginArgs {
+    /// Tenant id (GUID) or domain name, e.g. contoso.onmicrosoft.com.
+    #[arg(long, env = "PWRESET_TENANT")]
+    pub tenant: String,
+
+    /// Application (client) id of the app registration ("Allow public client flows" on).
+    #[arg(long, env = "PWRESET_CLIENT_ID")]
+    pub client_id: String,
+
+    /// File holding a client secret, for a confidential app (written to the Secret too).
+    #[arg(long)]
+    pub client_secret_file: Option<PathBuf>,
+
+    /// National cloud: sets the token authority and the scope host together.
+    #[arg(long, env = "PWRESET_CLOUD", value_enum, default_value_t = Cloud::Global)]
+    pub cloud: Cloud,
+
+    /// Token authority URL, overriding the cloud's (e.g. a Graph emulator).
+    #[arg(long, env = "PWRESET_LOGIN_URL")]
+    pub login_url: Option<Url>,
+
+    /// Allow plain http for --login-url on any address (an emulator on a test network).
+    #[arg(long, env = "PWRESET_ALLOW_PLAIN_HTTP")]
+    pub allow_plain_http: bool,
+
+    /// PEM file of CA certificates trusted in addition to the system's (as for `run`).
+    #[arg(long, env = "PWRESET_EXTRA_CA_FILE")]
+    pub extra_ca_file: Option<PathBuf>,
+
+    /// Scopes to ask for (default: the cloud's `UserAuthenticationMethod.Read.All offline_access`).
+    /// Written to the Secret's `scope` key when given.
+    #[arg(long)]
+    pub scope: Option<String>,
+
+    /// Namespace of the Secret (default: the kubeconfig context's).
+    #[arg(long, env = "PWRESET_NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// Name of the Secret (the chart's default credentials Secret unless told otherwise).
+    #[arg(long, default_value = DEFAULT_SECRET_NAME)]
+    pub secret_name: String,
+
+    /// Print the Secret that would be written (values as placeholders); sign nobody in.
+    #[arg(long)]
+    pub dry_run: bool,
 }

@@ -6,7 +6,8 @@
 //! (the watch and housekeeping), `graph` (Graph client, limiter, gateway), `credentials`,
 //! `metrics`, `events`, `wakeups` (when each resource is looked at next), `cache` (what the watch
 //! keeps of each resource), and the process around them (`leader`, `shard`, `server`, `telemetry`);
-//! `check` is the `check` subcommand (is this installation able to work?).
+//! `check` is the `check` subcommand (is this installation able to work?), `login` the `login`
+//! one; `cli` holds every subcommand's flags and `endpoints` where credentials may be sent.
 
 pub mod api;
 pub mod api_reset;
@@ -20,6 +21,7 @@ pub mod credentials;
 pub mod decide;
 pub mod decide_reset;
 pub mod duration;
+pub mod endpoints;
 pub mod events;
 pub mod graph;
 pub mod http;

@@ -11,55 +11,12 @@ mod reach;
 
 use std::time::Duration;
 
-use crate::cli::RunArgs;
 use crate::duration;
 use crate::text::for_people;
 
+pub use crate::cli::{CheckArgs, SecretRef};
 pub use probes::{Permission, permissions};
 pub use reach::{Failure, classify, unreachable};
-
-#[derive(clap::Args, Debug)]
-pub struct CheckArgs {
-    /// Also get a token with this credentials Secret (`namespace/name`), through the same code
-    /// as `run` (a delegated Secret's rotated refresh token is written back, as `run` does).
-    /// The token is never shown.
-    #[arg(long, env = "PWRESET_CHECK_CREDENTIALS_SECRET", value_parser = SecretRef::parse)]
-    pub credentials_secret: Option<SecretRef>,
-
-    /// How long each check may take.
-    #[arg(long, env = "PWRESET_CHECK_TIMEOUT", default_value = "5s", value_parser = duration::parse)]
-    pub timeout: Duration,
-
-    /// Namespaces where the operator must be allowed to read and patch Secrets, comma-separated
-    /// (default: --namespace, else every namespace); the chart passes its rbac.namespaces.
-    #[arg(long, env = "PWRESET_CHECK_SECRET_NAMESPACES", value_delimiter = ',')]
-    pub secret_namespaces: Vec<String>,
-
-    /// Only these Secret names need to be readable (the chart's rbac.secretNames), comma-separated.
-    #[arg(long, env = "PWRESET_CHECK_SECRET_NAMES", value_delimiter = ',')]
-    pub secret_names: Vec<String>,
-
-    #[command(flatten)]
-    pub run: RunArgs,
-}
-
-/// A Secret named `namespace/name`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SecretRef {
-    pub namespace: String,
-    pub name: String,
-}
-
-impl SecretRef {
-    fn parse(text: &str) -> Result<SecretRef, String> {
-        match text.split_once('/') {
-            Some((namespace, name)) if !namespace.is_empty() && !name.is_empty() && !name.contains('/') => {
-                Ok(SecretRef { namespace: namespace.into(), name: name.into() })
-            }
-            _ => Err(format!("{text:?} is not namespace/name")),
-        }
-    }
-}
 
 /// What one check found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,8 +53,8 @@ pub fn report(results: &[CheckResult]) -> (String, i32) {
 /// Runs every check; none stops the others, so one run shows everything that is wrong.
 pub async fn check(args: &CheckArgs) -> Vec<CheckResult> {
     let timeout = args.timeout;
-    let graph_url = crate::run::graph_url(&args.run);
-    let login_url = crate::run::login_url(&args.run);
+    let graph_url = crate::endpoints::graph_url(&args.run);
+    let login_url = crate::endpoints::login_url(&args.run);
     // The operator's own client: the same trusted roots (--extra-ca-file) and proxies.
     let settings = crate::outbound::ClientSettings { timeout, extra_ca_file: args.run.extra_ca_file.as_deref() };
     let http = match crate::outbound::client(&settings) {
@@ -143,7 +100,7 @@ pub async fn check(args: &CheckArgs) -> Vec<CheckResult> {
     if let Some(secret) = &args.credentials_secret {
         let result = match (&kube, &login_url) {
             (Ok(client), Ok(login)) => {
-                let auth = crate::run::auth_settings(&args.run, login.clone());
+                let auth = crate::endpoints::auth_settings(&args.run, login.clone());
                 bounded_check(timeout, "credentials", reach::credentials(client.clone(), http.clone(), auth, secret))
                     .await
             }

@@ -9,16 +9,15 @@ mod flow;
 mod secret;
 
 use std::io::{IsTerminal as _, Write as _};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use url::Url;
 
+pub use crate::cli::{DEFAULT_SECRET_NAME, LoginArgs};
 use crate::credentials::SecretString;
-use crate::graph::Cloud;
+use crate::endpoints::{check_endpoint, token_authority};
 use crate::http::{ReadError, read_limited, retry_after};
-use crate::run::{check_endpoint, token_authority};
 use crate::text::error_chain;
 use flow::{Answer, DeviceAuthorization, Failure, Next, PollState};
 use secret::{Contents, Stored};
@@ -26,57 +25,6 @@ use secret::{Contents, Stored};
 const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 /// Answers of the identity platform are a few kilobytes.
 const MAX_BODY: usize = 64 * 1024;
-/// The chart's default credentials Secret (`defaultCredentialsSecret`, `rbac.secretNames`).
-pub const DEFAULT_SECRET_NAME: &str = "graph-credentials";
-
-#[derive(clap::Args, Debug)]
-pub struct LoginArgs {
-    /// Tenant id (GUID) or domain name, e.g. contoso.onmicrosoft.com.
-    #[arg(long, env = "PWRESET_TENANT")]
-    pub tenant: String,
-
-    /// Application (client) id of the app registration ("Allow public client flows" on).
-    #[arg(long, env = "PWRESET_CLIENT_ID")]
-    pub client_id: String,
-
-    /// File holding a client secret, for a confidential app (written to the Secret too).
-    #[arg(long)]
-    pub client_secret_file: Option<PathBuf>,
-
-    /// National cloud: sets the token authority and the scope host together.
-    #[arg(long, env = "PWRESET_CLOUD", value_enum, default_value_t = Cloud::Global)]
-    pub cloud: Cloud,
-
-    /// Token authority URL, overriding the cloud's (e.g. a Graph emulator).
-    #[arg(long, env = "PWRESET_LOGIN_URL")]
-    pub login_url: Option<Url>,
-
-    /// Allow plain http for --login-url on any address (an emulator on a test network).
-    #[arg(long, env = "PWRESET_ALLOW_PLAIN_HTTP")]
-    pub allow_plain_http: bool,
-
-    /// PEM file of CA certificates trusted in addition to the system's (as for `run`).
-    #[arg(long, env = "PWRESET_EXTRA_CA_FILE")]
-    pub extra_ca_file: Option<std::path::PathBuf>,
-
-    /// Scopes to ask for (default: the cloud's `UserAuthenticationMethod.Read.All offline_access`).
-    /// Written to the Secret's `scope` key when given.
-    #[arg(long)]
-    pub scope: Option<String>,
-
-    /// Namespace of the Secret (default: the kubeconfig context's).
-    #[arg(long, env = "PWRESET_NAMESPACE")]
-    pub namespace: Option<String>,
-
-    /// Name of the Secret (the chart's default credentials Secret unless told otherwise).
-    #[arg(long, default_value = DEFAULT_SECRET_NAME)]
-    pub secret_name: String,
-
-    /// Print the Secret that would be written (values as placeholders); sign nobody in.
-    #[arg(long)]
-    pub dry_run: bool,
-}
-
 /// Runs `login`; returns the process exit code (0 success, 1 any other error, 3–7 a sign-in
 /// that ended without tokens: see `Failure::exit_code`).
 pub async fn run(args: LoginArgs) -> u8 {
