@@ -41,7 +41,7 @@ pub fn routes() -> Router<AppState> {
         .route("/requests", get(requests))
         .route("/stats", get(stats))
         .route("/reset", post(reset))
-        .merge(super::reset_ledger::routes())
+        .merge(super::admin_ledger::routes())
 }
 
 /// Handlers answer `Ok` or `Err` with a ready response either way.

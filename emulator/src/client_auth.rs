@@ -6,7 +6,10 @@ use std::collections::HashMap;
 use axum::http::StatusCode;
 
 use super::config::ClientConfig;
-use super::token::{JWT_BEARER, TokenError};
+use super::token_error::TokenError;
+
+/// The client assertion type of a signed JWT (a certificate credential).
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Credential {

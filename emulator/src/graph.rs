@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 
 use super::config::{OperationSpec, PASSWORD_METHOD_ID, TokenKind};
 use super::faults::FaultScope;
-use super::graph_answers::{apply_roll, scripted, with_faults};
+use super::graph_answers::{apply_roll, not_found, scripted, with_faults};
 use super::http::{
     API_BODY_LIMIT, BodyError, GRAPH_JSON, LogInfo, RequestCtx, graph_error, json_response, read_body, set_header,
 };
@@ -28,7 +28,7 @@ use super::identity::{AccessLookup, AccessToken};
 use super::operations::{Operation, Poll, PollRequest};
 use super::reqlog::RouteKind;
 use super::reset_ledger::{self, ResetFault};
-use super::state::{Emulator, Settings, lock};
+use super::state::{Emulator, lock};
 use super::throttle::{Decision, usage_header};
 use super::users::{self, BadUserId};
 
@@ -77,7 +77,7 @@ async fn serve_operation(
     info.tenant = Some(token.tenant.clone());
     let user = match user {
         Ok(user) => user,
-        Err(bad) => return bad.response(ctx),
+        Err(bad) => return graph_error(ctx, StatusCode::BAD_REQUEST, "BadRequest", &bad.0),
     };
     info.user_id = Some(user.clone());
     // The v1.0 page: application permissions "Not supported". Tests of
@@ -170,7 +170,7 @@ async fn serve_reset(
     info.tenant = Some(token.tenant.clone());
     let user = match user {
         Ok(user) => user,
-        Err(bad) => return bad.response(ctx),
+        Err(bad) => return graph_error(ctx, StatusCode::BAD_REQUEST, "BadRequest", &bad.0),
     };
     info.user_id = Some(user.clone());
     let throttle = match charge_budget(emulator, ctx, &token.tenant) {
@@ -410,15 +410,6 @@ fn bad_path(ctx: &RequestCtx) -> Response {
         StatusCode::BAD_REQUEST,
         "BadRequest",
         "The request URI is not valid: a path segment could not be decoded.",
-    )
-}
-
-pub fn not_found(ctx: &RequestCtx, settings: &Settings) -> Response {
-    graph_error(
-        ctx,
-        StatusCode::NOT_FOUND,
-        &settings.not_found_code,
-        "The requested operation does not exist or one of its queried reference-property objects are not present.",
     )
 }
 

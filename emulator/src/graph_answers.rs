@@ -37,7 +37,7 @@ pub async fn scripted(
             response
         }
         (None, Some(body)) if status.is_success() => json_response(status, GRAPH_JSON, &Value::Object(body)),
-        (None, None) if status.is_success() => super::graph::not_found(ctx, settings),
+        (None, None) if status.is_success() => not_found(ctx, settings),
         (None, _) => {
             let code = scripted.code.as_deref().unwrap_or_else(|| default_code(status, settings));
             let message = scripted.message.as_deref().unwrap_or_else(|| default_message(status));
@@ -155,6 +155,16 @@ fn fault_response(ctx: &RequestCtx, fault: Fault, body: &Value) -> Response {
         )
             .into_response(),
     }
+}
+
+/// Graph's 404 for an operation it does not know (the code is a setting: see `Settings`).
+pub fn not_found(ctx: &RequestCtx, settings: &Settings) -> Response {
+    graph_error(
+        ctx,
+        StatusCode::NOT_FOUND,
+        &settings.not_found_code,
+        "The requested operation does not exist or one of its queried reference-property objects are not present.",
+    )
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! HTTP plumbing shared by all routes: the router, the middleware that
+//! HTTP plumbing shared by all routes (the router is in `routes`): the middleware that
 //! stamps Graph's correlation headers and feeds the request log, error
 //! bodies, bounded body reading.
 
@@ -6,14 +6,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
-use axum::middleware::{self, Next};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use futures::StreamExt as _;
 use jiff::Timestamp;
 use serde_json::{Value, json};
@@ -21,7 +19,6 @@ use serde_json::{Value, json};
 use super::reqlog::{LogEntry, RouteKind};
 use super::state::{Emulator, lock};
 use super::timefmt::inner_error_date;
-use super::{admin, device_code, graph, token, users};
 
 /// Graph and token request bodies are tiny; anything bigger is refused.
 pub const API_BODY_LIMIT: usize = 64 * 1024;
@@ -65,26 +62,6 @@ impl LogInfo {
         response
     }
 }
-
-pub fn router(emulator: Arc<Emulator>, allow_remote_admin: bool) -> Router {
-    let admin = admin::routes()
-        .merge(device_code::admin_routes())
-        .route_layer(middleware::from_fn_with_state(allow_remote_admin, admin_guard));
-    Router::new()
-        .route("/v1.0/users/{user}/authentication/operations/{operation}", get(graph::get_operation))
-        .route("/v1.0/users/{user}/authentication/methods/{method}/resetPassword", post(graph::reset_password))
-        // `/users('$x@contoso.com')/…`: the key form of a user (see `users`).
-        .route("/v1.0/{users}/authentication/operations/{operation}", get(users::get_operation_keyed))
-        .route("/v1.0/{users}/authentication/methods/{method}/resetPassword", post(users::reset_password_keyed))
-        .route("/{tenant}/oauth2/v2.0/token", post(token::token_endpoint))
-        .route("/{tenant}/oauth2/v2.0/devicecode", post(device_code::devicecode_endpoint))
-        .nest("/_emulator", admin)
-        .fallback(unknown_route)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(emulator.clone(), observe))
-        .with_state(emulator)
-}
-
 /// Records a request whose client went away before the answer (see `observe`).
 struct Abandoned {
     emulator: Arc<Emulator>,
@@ -130,7 +107,7 @@ fn operation_of_path(path: &str) -> Option<String> {
 }
 
 /// Stamps correlation headers and records every request in the log.
-async fn observe(State(emulator): State<Arc<Emulator>>, mut req: Request, next: Next) -> Response {
+pub(crate) async fn observe(State(emulator): State<Arc<Emulator>>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let received = Timestamp::now();
     let request_id = uuid::Uuid::new_v4().to_string();
@@ -225,7 +202,7 @@ async fn observe(State(emulator): State<Arc<Emulator>>, mut req: Request, next: 
 
 /// The admin API changes what every client sees: loopback callers only,
 /// unless the operator of the emulator opted out.
-async fn admin_guard(State(allow_remote): State<bool>, req: Request, next: Next) -> Response {
+pub(crate) async fn admin_guard(State(allow_remote): State<bool>, req: Request, next: Next) -> Response {
     let loopback =
         req.extensions().get::<ConnectInfo<SocketAddr>>().is_some_and(|ConnectInfo(addr)| addr.ip().is_loopback());
     if allow_remote || loopback {
@@ -288,7 +265,7 @@ pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, BodyError> {
 }
 
 /// Graph-style 404 for paths the emulator does not serve.
-async fn unknown_route(ctx: Option<axum::Extension<RequestCtx>>, uri: Uri) -> Response {
+pub(crate) async fn unknown_route(ctx: Option<axum::Extension<RequestCtx>>, uri: Uri) -> Response {
     if uri.path().starts_with("/_emulator") {
         return admin_error(StatusCode::NOT_FOUND, "no such admin endpoint");
     }
@@ -300,7 +277,7 @@ async fn unknown_route(ctx: Option<axum::Extension<RequestCtx>>, uri: Uri) -> Re
     }
 }
 
-async fn method_not_allowed(ctx: Option<axum::Extension<RequestCtx>>, method: Method, uri: Uri) -> Response {
+pub(crate) async fn method_not_allowed(ctx: Option<axum::Extension<RequestCtx>>, method: Method, uri: Uri) -> Response {
     let message = format!("The HTTP method '{method}' is not allowed for this resource.");
     match ctx {
         Some(axum::Extension(ctx)) if !uri.path().starts_with("/_emulator") => {

@@ -5,11 +5,12 @@
 //!
 //! Module map:
 //! - `server`: command line, logging, life cycle
-//! - `http`: router, correlation headers, request-log middleware, errors
-//! - `graph`, `graph_answers`, `users`: the Graph routes (operation GET,
-//!   resetPassword), their scripted and fault answers, user path segments
-//! - `token`, `token_faults`: the Entra token endpoint, its grants, scripted
-//!   answers and faults
+//! - `routes`: the router
+//! - `http`: correlation headers, request-log middleware, errors
+//! - `graph`, `graph_keyed`, `graph_answers`, `users`: the Graph routes (operation GET,
+//!   resetPassword; `users('…')` keys), their scripted and fault answers, user path segments
+//! - `token`, `token_error`, `token_faults`, `client_auth`: the Entra token endpoint, its
+//!   grants, error shape, scripted answers and faults, client authentication
 //! - `admin`: the `/_emulator` admin API
 //! - `state`: shared state and its locks
 //! - `config`: config file / admin API shapes
@@ -20,24 +21,28 @@
 //! - `tls`: the HTTPS listener (`--tls-cert`, `--tls-key`)
 
 mod admin;
+mod admin_ledger;
 mod client_auth;
 pub mod config;
 mod device_code;
 mod faults;
 mod graph;
 mod graph_answers;
+mod graph_keyed;
 mod http;
 mod identity;
 mod operations;
 mod progression;
 mod reqlog;
 mod reset_ledger;
+mod routes;
 mod server;
 mod state;
 mod throttle;
 mod timefmt;
 mod tls;
 mod token;
+mod token_error;
 mod token_faults;
 mod users;
 

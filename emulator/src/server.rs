@@ -16,7 +16,7 @@ use clap::{Parser, ValueEnum};
 use tokio::net::TcpListener;
 
 use super::config::Config;
-use super::http::router;
+use super::routes::router;
 use super::state::Emulator;
 use super::tls::{self, TlsListener};
 

@@ -13,9 +13,8 @@ use axum::Extension;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::header::CONTENT_TYPE;
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
@@ -23,70 +22,15 @@ use super::client_auth::{Credential, authenticate_client, no_credential};
 use super::config::{ClientConfig, TokenKind};
 use super::device_code;
 use super::faults::FaultScope;
-use super::http::{API_BODY_LIMIT, BodyError, LogInfo, RequestCtx, read_body, set_header};
+use super::http::{API_BODY_LIMIT, BodyError, LogInfo, RequestCtx, read_body};
 use super::identity::{AccessToken, Directory, RefreshRefusal, permission_name};
 use super::reqlog::RouteKind;
 use super::state::{Emulator, lock};
-use super::timefmt::entra_timestamp;
+use super::token_error::{TokenError, token_json};
 use super::token_faults::{scripted_token_answer, token_fault};
-
-pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// OpenID Connect scopes: they ask for tokens, not Graph permissions.
 const OIDC_SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
-
-/// An Entra token error before the per-request ids are added.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TokenError {
-    pub status: StatusCode,
-    pub error: &'static str,
-    pub code: u32,
-    pub message: String,
-}
-
-impl TokenError {
-    pub(crate) fn new(status: StatusCode, error: &'static str, code: u32, message: impl Into<String>) -> Self {
-        TokenError { status, error, code, message: message.into() }
-    }
-
-    pub(crate) fn missing(param: &str) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            900144,
-            format!("The request body must contain the following parameter: '{param}'."),
-        )
-    }
-
-    /// The JSON Entra sends: the description repeats the ids, as it does.
-    pub fn into_response(self, ctx: &RequestCtx) -> Response {
-        let timestamp = entra_timestamp(ctx.received);
-        let description = format!(
-            "AADSTS{}: {}\r\nTrace ID: {}\r\nCorrelation ID: {}\r\nTimestamp: {}",
-            self.code, self.message, ctx.request_id, ctx.client_request_id, timestamp
-        );
-        let body = json!({
-            "error": self.error,
-            "error_description": description,
-            "error_codes": [self.code],
-            "timestamp": timestamp,
-            "trace_id": ctx.request_id,
-            "correlation_id": ctx.client_request_id,
-            "error_uri": format!("https://login.microsoftonline.com/error?code={}", self.code),
-        });
-        token_json(self.status, &body)
-    }
-}
-
-pub(crate) fn token_json(status: StatusCode, body: &Value) -> Response {
-    let mut response =
-        (status, [(CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"))], body.to_string())
-            .into_response();
-    let headers = response.headers_mut();
-    set_header(headers, "cache-control", "no-store, no-cache");
-    set_header(headers, "pragma", "no-cache");
-    response
-}
 
 /// Settings the grants need.
 pub struct GrantSettings<'a> {
@@ -417,6 +361,7 @@ fn refresh_refused(refusal: RefreshRefusal) -> TokenError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client_auth::JWT_BEARER;
     use crate::config::TenantConfig;
     use crate::identity::AccessLookup;
 

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use super::config::ScriptedResponse;
 use super::faults::Fault;
 use super::http::{RequestCtx, set_header};
-use super::token::TokenError;
+use super::token_error::TokenError;
 
 /// One entry of a tenant's `tokenRespond` queue. `None` for a 2xx entry
 /// without a body: after its delay, the normal grant answers.

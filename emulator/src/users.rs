@@ -8,20 +8,9 @@
 //! - `.` and `..` are path syntax, never ids.
 //!
 //! The paths the emulator builds (`Location`, `resourceLocation`) follow the same rules.
+//! The routes of the key form are in `graph_keyed`.
 
-use std::sync::Arc;
-
-use axum::Extension;
-use axum::body::Body;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-
-use super::graph;
-use super::http::{RequestCtx, graph_error};
-use super::state::Emulator;
 
 /// Characters kept as is in a path segment we build (RFC 3986 unreserved
 /// plus `@`, which UPNs carry and Graph leaves unencoded).
@@ -51,12 +40,6 @@ pub fn user_path(user: &str) -> String {
 #[derive(Debug, PartialEq, Eq)]
 pub struct BadUserId(pub String);
 
-impl BadUserId {
-    pub fn response(&self, ctx: &RequestCtx) -> Response {
-        graph_error(ctx, StatusCode::BAD_REQUEST, "BadRequest", &self.0)
-    }
-}
-
 /// The user of a plain `/users/{segment}` path (already percent-decoded).
 pub fn plain(segment: &str) -> Result<String, BadUserId> {
     if segment == "." || segment == ".." || segment.is_empty() {
@@ -83,41 +66,8 @@ pub fn keyed(key: &str) -> Result<String, BadUserId> {
 }
 
 /// `{segment}` of `/v1.0/{segment}/…` when it is `users(…)`: the key part.
-fn key_of(segment: &str) -> Option<&str> {
+pub(crate) fn key_of(segment: &str) -> Option<&str> {
     segment.strip_prefix("users").filter(|rest| rest.starts_with('('))
-}
-
-/// `GET /v1.0/users('{upn}')/authentication/operations/{operation}`
-pub async fn get_operation_keyed(
-    State(emulator): State<Arc<Emulator>>,
-    ctx: Extension<RequestCtx>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    headers: HeaderMap,
-) -> Response {
-    match path {
-        Ok(Path((segment, op))) => match key_of(&segment) {
-            Some(key) => graph::get_operation_at(&emulator, &ctx, Some((keyed(key), op)), &headers).await,
-            None => graph::not_a_segment(&ctx, &segment),
-        },
-        Err(_) => graph::get_operation_at(&emulator, &ctx, None, &headers).await,
-    }
-}
-
-/// `POST /v1.0/users('{upn}')/authentication/methods/{method}/resetPassword`
-pub async fn reset_password_keyed(
-    State(emulator): State<Arc<Emulator>>,
-    ctx: Extension<RequestCtx>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    match path {
-        Ok(Path((segment, method))) => match key_of(&segment) {
-            Some(key) => graph::reset_password_at(&emulator, &ctx, Some((keyed(key), method)), &headers, body).await,
-            None => graph::not_a_segment(&ctx, &segment),
-        },
-        Err(_) => graph::reset_password_at(&emulator, &ctx, None, &headers, body).await,
-    }
 }
 
 #[cfg(test)]

@@ -25,7 +25,8 @@ use crate::http::{ADMIN_BODY_LIMIT, API_BODY_LIMIT, BodyError, LogInfo, RequestC
 use crate::identity::AccessToken;
 use crate::reqlog::RouteKind;
 use crate::state::{Emulator, lock};
-use crate::token::{TokenError, consent_missing, granted, parse_delegated_scope, token_json};
+use crate::token::{consent_missing, granted, parse_delegated_scope};
+use crate::token_error::{TokenError, token_json};
 
 type Form = HashMap<String, String>;
 
