@@ -10,10 +10,10 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 
-use super::graph;
 use super::http::RequestCtx;
 use super::state::Emulator;
 use super::users::{key_of, keyed};
+use super::{graph, graph_reset};
 
 /// `GET /v1.0/users('{upn}')/authentication/operations/{operation}`
 pub async fn get_operation_keyed(
@@ -41,9 +41,11 @@ pub async fn reset_password_keyed(
 ) -> Response {
     match path {
         Ok(Path((segment, method))) => match key_of(&segment) {
-            Some(key) => graph::reset_password_at(&emulator, &ctx, Some((keyed(key), method)), &headers, body).await,
+            Some(key) => {
+                graph_reset::reset_password_at(&emulator, &ctx, Some((keyed(key), method)), &headers, body).await
+            }
             None => graph::not_a_segment(&ctx, &segment),
         },
-        Err(_) => graph::reset_password_at(&emulator, &ctx, None, &headers, body).await,
+        Err(_) => graph_reset::reset_password_at(&emulator, &ctx, None, &headers, body).await,
     }
 }

@@ -7,7 +7,7 @@
 //! - `server`: command line, logging, life cycle
 //! - `routes`: the router
 //! - `http`: correlation headers, request-log middleware, errors
-//! - `graph`, `graph_keyed`, `graph_answers`, `users`: the Graph routes (operation GET,
+//! - `graph`, `graph_reset`, `graph_keyed`, `graph_answers`, `users`: the Graph routes (operation GET,
 //!   resetPassword; `users('…')` keys), their scripted and fault answers, user path segments
 //! - `token`, `token_error`, `token_faults`, `client_auth`: the Entra token endpoint, its
 //!   grants, error shape, scripted answers and faults, client authentication
@@ -29,6 +29,7 @@ mod faults;
 mod graph;
 mod graph_answers;
 mod graph_keyed;
+mod graph_reset;
 mod http;
 mod identity;
 mod operations;

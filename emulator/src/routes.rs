@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 
 use super::http::{admin_guard, method_not_allowed, observe, unknown_route};
 use super::state::Emulator;
-use super::{admin, device_code, graph, graph_keyed, token};
+use super::{admin, device_code, graph, graph_keyed, graph_reset, token};
 
 /// Graph's and the token endpoint's routes, and the admin API under `/_emulator` (refused to
 /// other machines unless `allow_remote_admin`).
@@ -20,7 +20,7 @@ pub fn router(emulator: Arc<Emulator>, allow_remote_admin: bool) -> Router {
         .route_layer(middleware::from_fn_with_state(allow_remote_admin, admin_guard));
     Router::new()
         .route("/v1.0/users/{user}/authentication/operations/{operation}", get(graph::get_operation))
-        .route("/v1.0/users/{user}/authentication/methods/{method}/resetPassword", post(graph::reset_password))
+        .route("/v1.0/users/{user}/authentication/methods/{method}/resetPassword", post(graph_reset::reset_password))
         // `/users('$x@contoso.com')/…`: the key form of a user (see `users`).
         .route("/v1.0/{users}/authentication/operations/{operation}", get(graph_keyed::get_operation_keyed))
         .route("/v1.0/{users}/authentication/methods/{method}/resetPassword", post(graph_keyed::reset_password_keyed))
