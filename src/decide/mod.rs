@@ -7,7 +7,7 @@
 //! 2. [`after`]: from what the call gave ([`Outcome`]), the next status, when to look
 //!    again, the events to publish and how many failures in a row there have been.
 //!
-//! The shell (`reconcile.rs`) gathers the inputs, performs what is decided and adds jitter.
+//! The shell (`reconcile`) gathers the inputs, performs what is decided and adds jitter.
 
 mod events;
 pub use events::Note;
