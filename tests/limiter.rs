@@ -8,7 +8,10 @@
 //! after them) and the adaptive rate together must hold the sending near the refill, and
 //! the rate must not collapse while doing it (it fell to 2.4/s, goodput 3.7/s, before).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
+
+use kube::api::DeleteParams;
 
 use pwreset_testkit::harness::{SECRET, TENANT};
 use pwreset_testkit::observe::metric_sum;
@@ -36,6 +39,34 @@ async fn track_running_operations(h: &Harness, n: usize) {
         let spec = json!({"userId": "u1", "operationId": format!("op-{i}"), "credentialsSecretRef": {"name": SECRET}});
         h.create(&format!("r-{i}"), spec).await;
     }
+}
+
+/// Each operation's GET times (Unix ms) within `[from, to)`, sorted, from the emulator's log.
+async fn polls_by_operation(h: &Harness, n: usize, from: i64, to: i64) -> BTreeMap<String, Vec<i64>> {
+    let mut by_op: BTreeMap<String, Vec<i64>> = (0..n).map(|i| (format!("op-{i}"), Vec::new())).collect();
+    for r in h.emulator.requests().await.iter().filter(|r| r["kind"] == "operationGet") {
+        let (Some(t), Some(op)) = (r["timeMs"].as_i64(), r["operationId"].as_str()) else { continue };
+        if (from..to).contains(&t) {
+            by_op.entry(op.to_string()).or_default().push(t);
+        }
+    }
+    by_op.values_mut().for_each(|times| times.sort_unstable());
+    by_op
+}
+
+/// The operation that waited longest for a poll within `[from, to]` (its edges included),
+/// and that wait in seconds.
+fn longest_wait(by_op: &BTreeMap<String, Vec<i64>>, from: i64, to: i64) -> (String, f64) {
+    by_op
+        .iter()
+        .map(|(op, times)| {
+            let stops: Vec<i64> =
+                std::iter::once(from).chain(times.iter().copied()).chain(std::iter::once(to)).collect();
+            let gap = stops.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+            (op.clone(), gap as f64 / 1000.0)
+        })
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap()
 }
 
 async fn allowed_rate(op: &Operator) -> f64 {
@@ -119,15 +150,7 @@ async fn when_the_tenant_rate_is_the_bottleneck_every_resource_still_gets_its_tu
     // Waiting out the window is the measurement itself.
     tokio::time::sleep(FAIR_SETTLE + FAIR_JUDGED).await;
 
-    let log = h.emulator.requests().await;
-    let mut by_op: std::collections::BTreeMap<String, Vec<i64>> =
-        (0..FAIR_RESOURCES).map(|i| (format!("op-{i}"), Vec::new())).collect();
-    for r in log.iter().filter(|r| r["kind"] == "operationGet") {
-        let (Some(t), Some(op)) = (r["timeMs"].as_i64(), r["operationId"].as_str()) else { continue };
-        if (from..to).contains(&t) {
-            by_op.entry(op.to_string()).or_default().push(t);
-        }
-    }
+    let by_op = polls_by_operation(&h, FAIR_RESOURCES, from, to).await;
     // Control: polling is limited by the rate (demand is 10 times it), so turns are tested.
     let total: usize = by_op.values().map(Vec::len).sum();
     let sent = total as f64 / FAIR_JUDGED.as_secs_f64();
@@ -137,17 +160,7 @@ async fn when_the_tenant_rate_is_the_bottleneck_every_resource_still_gets_its_tu
     );
     // The longest wait of each resource for its next poll within the window (its edges included).
     let fair = FAIR_RESOURCES as f64 / FAIR_RATE as f64;
-    let (worst_op, worst_gap) = by_op
-        .iter_mut()
-        .map(|(op, times)| {
-            times.sort_unstable();
-            let edges = std::iter::once(from).chain(times.iter().copied()).chain(std::iter::once(to));
-            let stops: Vec<i64> = edges.collect();
-            let gap = stops.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
-            (op.clone(), gap as f64 / 1000.0)
-        })
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-        .unwrap();
+    let (worst_op, worst_gap) = longest_wait(&by_op, from, to);
     let counts: Vec<usize> = by_op.values().map(Vec::len).collect();
     println!(
         "{total} GETs in {} s ({sent:.2}/s); per resource {}..{}; longest wait {worst_gap:.1} s ({worst_op}), fair turn {fair:.0} s",
@@ -159,5 +172,79 @@ async fn when_the_tenant_rate_is_the_bottleneck_every_resource_still_gets_its_tu
         worst_gap <= 2.5 * fair,
         "{worst_op} waited {worst_gap:.1} s for a poll while the tenant's {FAIR_RATE} GETs/s went round \
          {FAIR_RESOURCES} resources (a turn every {fair:.0} s); GETs per resource: {counts:?}"
+    );
+}
+
+const GONE_RESOURCES: usize = 36;
+const GONE_RATE: u32 = 8;
+const GONE_SLOTS: &str = "2";
+/// Deleted in batches this far apart, so that whatever the housekeeping's phase (it frees a
+/// leaked slot at most 30 s later), a slot held by a deleted resource stalls polling for
+/// 20 s or more within the window after one of the batches.
+const GONE_BATCHES: usize = 3;
+const GONE_PER_BATCH: usize = 4;
+const GONE_APART: Duration = Duration::from_secs(10);
+const GONE_AFTER_LAST: Duration = Duration::from_secs(30);
+
+/// A resource deleted while it waits its turn (due, queued behind the tenant's rate) is
+/// still handed to the controller, which finds it gone: the slot it was counted in must
+/// come free then, not at the next housekeeping sweep, or a few deletions stall every
+/// other resource (here 2 slots, so two deleted resources would stop all polling).
+#[tokio::test]
+async fn a_resource_deleted_while_it_waits_its_turn_does_not_hold_its_slot() {
+    let rate = GONE_RATE.to_string();
+    let args = ["--tenant-rate", &rate, "--tenant-burst", &rate, "--max-concurrent-reconciles", GONE_SLOTS];
+    let h = Harness::start(&args).await;
+    track_running_operations(&h, GONE_RESOURCES).await;
+    // Saturated once every resource was polled: from then on each is due again at once.
+    eventually("every operation polled once", Duration::from_secs(60), || async {
+        let now = jiff::Timestamp::now().as_millisecond();
+        let by_op = polls_by_operation(&h, GONE_RESOURCES, 0, now).await;
+        match by_op.iter().find(|(_, times)| times.is_empty()) {
+            Some((op, _)) => Err(format!("{op} not polled yet")),
+            None => Ok(()),
+        }
+    })
+    .await;
+
+    let from = jiff::Timestamp::now().as_millisecond();
+    let deleted = GONE_BATCHES * GONE_PER_BATCH;
+    for batch in 0..GONE_BATCHES {
+        if batch > 0 {
+            // The schedule of deletions is what is tested, not a wait for something.
+            tokio::time::sleep(GONE_APART).await;
+        }
+        for i in batch * GONE_PER_BATCH..(batch + 1) * GONE_PER_BATCH {
+            h.api().delete(&format!("r-{i}"), &DeleteParams::default()).await.unwrap();
+        }
+    }
+    let last_batch = jiff::Timestamp::now().as_millisecond();
+    tokio::time::sleep(GONE_AFTER_LAST).await;
+    let to = jiff::Timestamp::now().as_millisecond();
+
+    let by_op = polls_by_operation(&h, GONE_RESOURCES, from, to).await;
+    // Control: the deletions took effect (no deleted operation polled once its resource
+    // was gone for a couple of seconds), so the slots they held were really in play.
+    let after_deletion: usize =
+        (0..deleted).map(|i| by_op[&format!("op-{i}")].iter().filter(|&&t| t > last_batch + 2000).count()).sum();
+    assert_eq!(after_deletion, 0, "deleted resources' operations were still polled: {by_op:?}");
+    let kept: BTreeMap<String, Vec<i64>> = by_op
+        .into_iter()
+        .filter(|(op, _)| op.trim_start_matches("op-").parse::<usize>().is_ok_and(|i| i >= deleted))
+        .collect();
+    let fair = kept.len() as f64 / GONE_RATE as f64;
+    let (worst_op, worst_gap) = longest_wait(&kept, from, to);
+    let counts: Vec<usize> = kept.values().map(Vec::len).collect();
+    println!(
+        "{deleted} deleted in {GONE_BATCHES} batches; the other {} polled {}..{} times in {:.0} s, longest wait {worst_gap:.1} s ({worst_op}), fair turn {fair:.1} s",
+        kept.len(),
+        counts.iter().min().unwrap(),
+        counts.iter().max().unwrap(),
+        (to - from) as f64 / 1000.0
+    );
+    assert!(
+        worst_gap <= 4.0 * fair,
+        "{worst_op} waited {worst_gap:.1} s for a poll after resources waiting their turn were deleted (a turn every \
+         {fair:.1} s): a deleted resource's slot was not freed; GETs per resource: {counts:?}"
     );
 }
