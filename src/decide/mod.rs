@@ -16,6 +16,8 @@ mod outcome;
 mod tests;
 #[cfg(test)]
 mod tests_annotations;
+#[cfg(test)]
+mod tests_errors;
 
 use std::time::Duration;
 
