@@ -93,7 +93,7 @@ pub async fn run(
         .for_each(|result| {
             match result {
                 // Deleted after its wake-up was handed over: the slot it was counted in is free.
-                Err(controller::Error::ObjectNotFound(key)) => wakeups.not_found(key.namespace.as_deref(), &key.name),
+                Err(controller::Error::ObjectNotFound(key)) => wakeups.not_found(key.as_ref()),
                 Err(e) => debug!(error = %e, "reconcile did not complete"),
                 Ok(_) => {}
             }

@@ -90,9 +90,10 @@ impl Parts for Key {
     }
 }
 
-impl Parts for (Option<&str>, &str) {
+// Any kind: kube-runtime names a resource it did not find with a type-erased key.
+impl<K: kube::Resource> Parts for ObjectRef<K> {
     fn parts(&self) -> (Option<&str>, &str) {
-        *self
+        (self.namespace.as_deref(), &self.name)
     }
 }
 
@@ -122,14 +123,6 @@ impl PartialEq for dyn Parts + '_ {
 }
 
 impl Eq for dyn Parts + '_ {}
-
-/// The borrowed lookup key for `key`.
-fn parts<K>(key: &ObjectRef<K>) -> (Option<&str>, &str)
-where
-    K: kube::Resource<DynamicType = ()>,
-{
-    (key.namespace.as_deref(), &key.name)
-}
 
 /// Where a resource's wake-up stands.
 #[derive(Clone, Copy, PartialEq)]
@@ -193,7 +186,7 @@ impl<K: kube::Resource<DynamicType = ()>> Wakeups<K> {
     pub fn set(&self, key: ObjectRef<K>, wait: Option<Duration>) {
         let mut state = self.state.lock().unwrap();
         let Some(wait) = wait else {
-            state.plans.remove(&parts(&key) as &dyn Parts);
+            state.plans.remove(&key as &dyn Parts);
             return;
         };
         let at = Instant::now() + wait;
@@ -206,21 +199,21 @@ impl<K: kube::Resource<DynamicType = ()>> Wakeups<K> {
     /// A reconcile of `key` starts; its slot is free again when the returned turn is dropped.
     pub fn begin(self: &Arc<Self>, key: &ObjectRef<K>) -> Turn<K> {
         let mut state = self.state.lock().unwrap();
-        state.handed.remove(&parts(key) as &dyn Parts);
+        state.handed.remove(key as &dyn Parts);
         state.running += 1;
         Turn(self.clone())
     }
 
     /// A key handed over whose resource the controller no longer has: its slot is free.
-    pub fn not_found(&self, namespace: Option<&str>, name: &str) {
+    pub fn not_found<R: kube::Resource>(&self, key: &ObjectRef<R>) {
         let mut state = self.state.lock().unwrap();
-        state.handed.remove(&(namespace, name) as &dyn Parts);
+        state.handed.remove(key as &dyn Parts);
         state.hand_over();
     }
 
     /// How long until `key`'s wake-up, if it has one (zero once due; tests and diagnostics).
     pub fn remaining(&self, key: &ObjectRef<K>) -> Option<Duration> {
-        self.state.lock().unwrap().plans.get(&parts(key) as &dyn Parts).map(|plan| match plan {
+        self.state.lock().unwrap().plans.get(key as &dyn Parts).map(|plan| match plan {
             Plan::At(at) => at.saturating_duration_since(Instant::now()),
             Plan::Queued => Duration::ZERO,
         })

@@ -142,7 +142,7 @@ async fn a_key_handed_over_for_a_deleted_resource_frees_its_slot() {
     let long = Duration::from_secs(60);
     assert_eq!(next_within(&mut stream, long).await.as_deref(), Some("gone"));
     assert_eq!(next_within(&mut stream, long).await, None, "the one slot is taken");
-    wakeups.not_found(Some("ns"), "gone");
+    wakeups.not_found(&key("gone"));
     assert_eq!(next_within(&mut stream, long).await.as_deref(), Some("next"));
     // The housekeeping frees it too, if the controller never said.
     wakeups.retain(|k| k.name != "next");
