@@ -65,16 +65,10 @@ async fn serve_operation(
         return bad_path(ctx);
     };
     info.operation_id = Some(operation_id.clone());
-    let token = match authenticate(emulator, ctx, headers) {
-        Ok(token) => token,
+    let (token, user) = match caller_and_user(emulator, ctx, headers, user, info) {
+        Ok(found) => found,
         Err(response) => return response,
     };
-    info.tenant = Some(token.tenant.clone());
-    let user = match user {
-        Ok(user) => user,
-        Err(bad) => return graph_error(ctx, StatusCode::BAD_REQUEST, "BadRequest", &bad.0),
-    };
-    info.user_id = Some(user.clone());
     // The v1.0 page: application permissions "Not supported". Tests of
     // app-only clients opt in with `allowAppOnly`.
     if token.kind == TokenKind::App && !allows_app_only(emulator, &token) {
@@ -129,13 +123,26 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-/// Resolves the bearer token or answers 401 the way Graph does.
+/// Graph's first layers for a user's route, in its order: the caller's token (401 without
+/// one), then the user segment (400 when it is no user id); both go to the request log.
 #[allow(clippy::result_large_err, reason = "the error is the HTTP answer, handed straight back to the client")]
-pub(crate) fn authenticate(
+pub(crate) fn caller_and_user(
     emulator: &Emulator,
     ctx: &RequestCtx,
     headers: &HeaderMap,
-) -> Result<AccessToken, Response> {
+    user: Result<String, BadUserId>,
+    info: &mut LogInfo,
+) -> Result<(AccessToken, String), Response> {
+    let token = authenticate(emulator, ctx, headers)?;
+    info.tenant = Some(token.tenant.clone());
+    let user = user.map_err(|bad| graph_error(ctx, StatusCode::BAD_REQUEST, "BadRequest", &bad.0))?;
+    info.user_id = Some(user.clone());
+    Ok((token, user))
+}
+
+/// Resolves the bearer token or answers 401 the way Graph does.
+#[allow(clippy::result_large_err, reason = "the error is the HTTP answer, handed straight back to the client")]
+fn authenticate(emulator: &Emulator, ctx: &RequestCtx, headers: &HeaderMap) -> Result<AccessToken, Response> {
     let message = match bearer(headers) {
         None => "Access token is empty.",
         Some(token) => match lock(&emulator.directory).lookup_access(token, Timestamp::now()) {

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use super::config::{OperationSpec, PASSWORD_METHOD_ID, TokenKind};
 use super::faults::FaultScope;
 use super::graph::{
-    READ_WRITE_ALL, UserPath, app_only_refused, authenticate, bad_path, charge_budget, insufficient_privileges,
+    READ_WRITE_ALL, UserPath, app_only_refused, bad_path, caller_and_user, charge_budget, insufficient_privileges,
 };
 use super::graph_answers::apply_roll;
 use super::http::{
@@ -68,16 +68,10 @@ async fn serve_reset(
     let Some((user, method)) = path else {
         return bad_path(ctx);
     };
-    let token = match authenticate(emulator, ctx, headers) {
-        Ok(token) => token,
+    let (token, user) = match caller_and_user(emulator, ctx, headers, user, info) {
+        Ok(found) => found,
         Err(response) => return response,
     };
-    info.tenant = Some(token.tenant.clone());
-    let user = match user {
-        Ok(user) => user,
-        Err(bad) => return graph_error(ctx, StatusCode::BAD_REQUEST, "BadRequest", &bad.0),
-    };
-    info.user_id = Some(user.clone());
     let throttle = match charge_budget(emulator, ctx, &token.tenant) {
         Ok(throttle) => throttle,
         Err(response) => return response,
