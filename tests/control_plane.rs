@@ -10,6 +10,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::watcher;
+use pwreset_testkit::control_plane::Options;
 use pwreset_testkit::{ControlPlane, eventually};
 use serde_json::json;
 
@@ -180,6 +181,30 @@ async fn two_control_planes_run_side_by_side_and_stop_cleanly() {
     let kept = Api::<Namespace>::all(client).get_opt("survives-restart").await.expect("get after restart");
     assert!(kept.is_some(), "etcd data lost across a restart");
     drop(b);
+}
+
+/// The port the test kit picks can be taken before kube-apiserver binds it (CI saw this
+/// once): the start must go on, on another port, rather than fail the suite.
+#[tokio::test]
+async fn a_control_plane_whose_port_is_taken_starts_on_another() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().unwrap().port();
+    let log = std::env::temp_dir().join(pwreset_testkit::unique_name("taken-port.log"));
+    let cp = ControlPlane::start_with(Options { port: Some(port), log: Some(log.clone()), ..Options::default() })
+        .unwrap_or_else(|e| panic!("{e:#}"));
+
+    // Control: the first try did hit the taken port.
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        text.contains(&format!("127.0.0.1:{port}: bind: address already in use")),
+        "the first start did not collide with port {port}; its log:\n{text}"
+    );
+    assert_ne!(cp.port(), port);
+    let namespaces = Api::<Namespace>::all(cp.client().await).list(&Default::default()).await.expect("list");
+    assert!(!namespaces.items.is_empty(), "the control plane on port {} does not answer", cp.port());
+    drop(cp);
+    drop(taken);
+    let _ = std::fs::remove_file(log);
 }
 
 /// Command lines of live processes that name `needle` (the apiserver and controller

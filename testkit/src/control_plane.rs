@@ -9,10 +9,13 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::process::{children_of, free_port, prepare, terminate, wait_for_line};
+use crate::process::{ExitedDuringStartup, children_of, free_port, prepare, terminate, wait_for_line};
 use crate::{repo_root, tool, unique_name};
 
 const START_TIMEOUT: Duration = Duration::from_secs(180);
+/// A port found free can be taken by another socket before kube-apiserver binds it; a
+/// start that ends early is tried again on another port, up to this many times in all.
+const START_ATTEMPTS: usize = 3;
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How to start a control plane; `Default` is a fresh one under `target/test-clusters/`.
@@ -26,6 +29,8 @@ pub struct Options {
     pub log: Option<PathBuf>,
     /// Keep the data dir after stopping (for a look at etcd and the component logs).
     pub keep_data: bool,
+    /// The kube-apiserver port tried first (a free one when None).
+    pub port: Option<u16>,
 }
 
 pub struct ControlPlane {
@@ -79,12 +84,24 @@ impl ControlPlane {
         let data_dir = options
             .data_dir
             .unwrap_or_else(|| repo_root().join("target/test-clusters").join(unique_name(&test_binary_name())));
-        if data_dir.exists() {
-            std::fs::remove_dir_all(&data_dir).with_context(|| format!("removing {}", data_dir.display()))?;
-        }
-        std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
-        let port = free_port();
-        let child = spawn(&binary, &data_dir, port, remove_data_dir_on_exit, options.log.as_deref())?;
+        let mut port = options.port.unwrap_or_else(free_port);
+        let mut attempt = 1;
+        let child = loop {
+            // Fresh each time: a supervisor started with --remove-data-dir deletes it on exit.
+            if data_dir.exists() {
+                std::fs::remove_dir_all(&data_dir).with_context(|| format!("removing {}", data_dir.display()))?;
+            }
+            std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+            match spawn(&binary, &data_dir, port, remove_data_dir_on_exit, options.log.as_deref()) {
+                Ok(child) => break child,
+                Err(e) if attempt < START_ATTEMPTS && e.downcast_ref::<ExitedDuringStartup>().is_some() => {
+                    eprintln!("test control plane on port {port}: {e:#}; starting again on another port");
+                    port = free_port();
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         Ok(ControlPlane {
             child: Mutex::new(Some(child)),
             kubeconfig: data_dir.join("admin.kubeconfig"),
@@ -113,6 +130,11 @@ impl ControlPlane {
 
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// kube-apiserver's port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// A copy of the admin kubeconfig that acts as `user` (impersonation, e.g.

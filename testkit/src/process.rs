@@ -40,6 +40,11 @@ pub fn terminate(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     unsafe {
         libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
     }
+    wait_up_to(child, timeout)
+}
+
+/// Waits up to `timeout` for `child` to end, then SIGKILLs it.
+fn wait_up_to(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if let Ok(Some(status)) = child.try_wait() {
@@ -51,8 +56,28 @@ pub fn terminate(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     child.wait().ok()
 }
 
+/// The child ended before printing the line [`wait_for_line`] waited for: a start that can
+/// be tried again (e.g. on another port), unlike one that hangs.
+#[derive(Debug)]
+pub struct ExitedDuringStartup {
+    pub what: String,
+    pub status: Option<ExitStatus>,
+}
+
+impl std::fmt::Display for ExitedDuringStartup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.status {
+            Some(status) => write!(f, "{} exited during start-up ({status})", self.what),
+            None => write!(f, "{} closed its stdout during start-up", self.what),
+        }
+    }
+}
+
+impl std::error::Error for ExitedDuringStartup {}
+
 /// Reads `child`'s stdout on a thread and hands over the first line `pick` accepts; kills
-/// the child if none comes within `timeout`.
+/// the child if none comes within `timeout`. A child that ends first is an
+/// [`ExitedDuringStartup`] error, reported at once.
 pub fn wait_for_line(
     child: &mut Child,
     timeout: Duration,
@@ -71,7 +96,12 @@ pub fn wait_for_line(
     });
     match rx.recv_timeout(timeout) {
         Ok(v) => Ok(v),
-        Err(_) => {
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            // Its stdout closed: it has ended, or is about to.
+            let status = wait_up_to(child, Duration::from_secs(5));
+            Err(ExitedDuringStartup { what: what.to_string(), status }.into())
+        }
+        Err(mpsc::RecvTimeoutError::Timeout) => {
             let _ = child.kill();
             let _ = child.wait();
             bail!("{what} did not start within {timeout:?}")

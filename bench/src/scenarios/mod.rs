@@ -112,6 +112,7 @@ pub(crate) async fn world(cfg: &Cfg, id: &str) -> anyhow::Result<World> {
         data_dir: Some(dir.join("cp")),
         log: Some(dir.join("control-plane.log")),
         keep_data: cfg.keep_data,
+        port: None,
     })?;
     let client = cluster::client(cp.kubeconfig()).await?;
     cp.install_crds();
