@@ -109,7 +109,22 @@ pub fn wait_for_line(
     }
 }
 
+/// A local port free right now, below the kernel's ephemeral range. The caller binds it a
+/// moment later; a port from `bind(:0)` could meanwhile be taken by any outgoing connection
+/// or `:0` listener (the ephemeral range is where those come from), one from below cannot.
 pub fn free_port() -> u16 {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (first, span) = (10_000u16, low.saturating_sub(10_000).max(1));
+    let seed = std::collections::hash_map::RandomState::new();
+    for attempt in 0u32..200 {
+        let pick = first + (std::hash::BuildHasher::hash_one(&seed, attempt) % u64::from(span)) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", pick)).is_ok() {
+            return pick;
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
