@@ -127,11 +127,16 @@ fn throughput_why(sc: &ScenarioReport, cfg: &Cfg) -> String {
     if let Some(rate) = fig(sc, &["initialSweepResourcesPerSecond"]).filter(|r| *r > 0.0) {
         // The script moves every operation to `running` within the first tenth of the spread.
         let burst = cfg.spread.as_secs_f64() / 10.0;
+        // For p99 ≤ 2 × interval, those writes must be done within the burst plus that bound.
+        let needed = sc.n as f64 / (burst + 2.0 * interval);
         why.push_str(&format!(
             " At the sweep's rate of one write each, the {} `running` transitions the script puts in the first \
-             {burst:.0} s take {:.0} s to write at all.",
+             {burst:.0} s take {:.0} s to write at all; a p99 of {:.0} s would need them written at {needed:.0}/s at least, \
+             {:.1}× what this control plane managed.",
             sc.n,
-            sc.n as f64 / rate
+            sc.n as f64 / rate,
+            2.0 * interval,
+            needed / rate
         ));
     }
     if let (Some(p50), Some(p99)) = (fig(sc, &["pollGapSeconds", "p50"]), fig(sc, &["pollGapSeconds", "p99"])) {
@@ -147,11 +152,12 @@ fn throughput_why(sc: &ScenarioReport, cfg: &Cfg) -> String {
     why
 }
 
-const THROUGHPUT_FIX: &str = "Events are already off the reconcile path and only for problems and the end. What is left is \
-    the apiserver's write throughput on this machine (the control plane shares its 2 cores with everything else) and \
-    the reconcile slots the writes hold: with --max-concurrent-reconciles=64 instead of 16, p99 at 10,000 was 24.2 s \
-    instead of 31.3 s, for 6.2 MiB more peak RSS (one HTTP/1 connection to the apiserver per slot). Beyond that, a \
-    faster apiserver, or sharding (`--shard`/`--total-shards`) when the apiserver has headroom.";
+const THROUGHPUT_FIX: &str = "Events are already off the reconcile path and only for problems and the end, and a change \
+    costs one status write, which the watch needs to show it at all. What is left is the apiserver's write throughput \
+    on this machine (the control plane shares its 2 cores with everything else): a control plane that writes faster \
+    than the rate named above. More reconcile slots help only while the apiserver has headroom (an earlier run on \
+    2026-11-30: --max-concurrent-reconciles=64 instead of 16 gave p99 24.2 s instead of 31.3 s at 10,000, for 6.2 MiB \
+    more peak RSS); sharding (`--shard`/`--total-shards`) splits the operator's work, not the apiserver's.";
 
 /// The steady window's gauge of the host: what the emulator spent per GET it served, and
 /// what the operator's poll would cost on a host where the gauge allows the target.
@@ -203,11 +209,12 @@ pub fn explain(scenarios: &[ScenarioReport], cfg: &Cfg) -> Vec<Finding> {
                         sc.process.wall_seconds,
                         host_speed(scenarios)
                     ),
-                    "Profiled (bench/README.md, \"CPU per poll\"): a steady poll costs about 55 µs since kube-runtime's \
-                     scheduler, the thread pool's hand-offs and per-poll copies of the status went (from 188 µs); \
-                     the rest is the HTTP/1 GET itself (hyper, syscalls, allocations). In scenario 1 the initial \
-                     sweep costs most (a status PATCH over TLS per new resource). Fewer requests per poll would \
-                     change it (HTTP/2 to Graph, or batching reads with Graph's `$batch`)."
+                    "Profiled (bench/README.md, \"CPU per poll\"): most of a steady poll is the HTTP/1 GET itself \
+                     (reqwest, hyper, the socket syscalls and the loopback delivery the kernel charges to the \
+                     sender) and the allocations and copies around it; the decisions and the per-resource turns are \
+                     about 5 % each. In scenario 1 the initial sweep costs most (a status PATCH over TLS per new \
+                     resource). What would change it: a faster host (the gauge above), or fewer requests per poll \
+                     (HTTP/2 to Graph, or reads batched with Graph's `$batch`)."
                         .to_string(),
                 ),
                 "ready" | "startup-reconciled" => (
