@@ -155,7 +155,8 @@ impl Credentials {
         {
             return Err(failure.error.clone());
         }
-        match self.endpoint.request(&source.to_string(), &credential, &budget).await {
+        // Boxed: rarely taken, and it would otherwise size every poll's future (`secrets.rs`).
+        match Box::pin(self.endpoint.request(&source.to_string(), &credential, &budget)).await {
             Ok(grant) => {
                 slot.failure = None;
                 let mut fingerprint = fingerprint;
@@ -163,10 +164,14 @@ impl Credentials {
                     && matches!(credential, Credential::Refresh { .. })
                 {
                     // A rotated refresh token changes the credential: cache under the new inputs.
-                    let persisted = self
-                        .secrets
-                        .persist_refresh_token(namespace, name, &credential, new_refresh, resource_version)
-                        .await;
+                    let persisted = Box::pin(self.secrets.persist_refresh_token(
+                        namespace,
+                        name,
+                        &credential,
+                        new_refresh,
+                        resource_version,
+                    ))
+                    .await;
                     if let Some(stored) = persisted {
                         fingerprint = stored.fingerprint();
                     }

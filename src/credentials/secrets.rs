@@ -80,7 +80,9 @@ impl SecretStore {
         }
         let secrets: Api<Secret> = Api::namespaced(self.kube.clone(), namespace);
         let source_name = format!("Secret {namespace}/{name}");
-        let secret = match secrets.get_opt(name).await {
+        // Boxed, as every rarely taken call in a poll's path: the poll's future, allocated for
+        // every poll, stays as large as its common path (9.9 KB → 4.1 KB: bench/README.md).
+        let secret = match Box::pin(secrets.get_opt(name)).await {
             Ok(Some(secret)) => secret,
             Ok(None) => {
                 return Err(CredentialError::SecretNotFound { namespace: namespace.into(), name: name.into() });

@@ -119,7 +119,9 @@ pub(crate) async fn reconcile_inner(obj: &Cached, ctx: &Context) -> Result<(Opti
     };
 
     if decision.status != *current {
-        if write_status(obj, &current, &decision.status, resource_version.as_deref(), ctx).await?.is_none() {
+        // Boxed, as every rarely taken call in a poll's path: most polls write nothing
+        // (`credentials/secrets.rs` says why).
+        if Box::pin(write_status(obj, &current, &decision.status, resource_version.as_deref(), ctx)).await?.is_none() {
             return Ok((Some(CONFLICT_REQUEUE), decision.reason));
         }
         for event in decision.events {
@@ -128,7 +130,7 @@ pub(crate) async fn reconcile_inner(obj: &Cached, ctx: &Context) -> Result<(Opti
     }
     for effect in &decision.effects {
         match effect {
-            Effect::Delete => delete(obj, ctx).await?,
+            Effect::Delete => Box::pin(delete(obj, ctx)).await?,
         }
     }
     ctx.set_failures(obj, decision.failures);
@@ -149,6 +151,20 @@ async fn read(
 ) -> Result<Option<Outcome>, Error> {
     let read = ctx.graph.read_operation(input.namespace, input.secret, url);
     let Some(waiting) = waiting else { return Ok(Some(read.await)) };
+    // Boxed: only a resource's first poll takes this path; the others' futures stay small.
+    Box::pin(read_or_write_waiting(obj, ctx, read, waiting, current, resource_version)).await
+}
+
+/// [`read`] when conditions are due: `read`, and `waiting` written if it takes longer than
+/// [`FIRST_ANSWER_BOUND`].
+async fn read_or_write_waiting(
+    obj: &Cached,
+    ctx: &Context,
+    read: impl Future<Output = Outcome>,
+    waiting: PasswordResetOperationStatus,
+    current: &mut Cow<'_, PasswordResetOperationStatus>,
+    resource_version: &mut Option<String>,
+) -> Result<Option<Outcome>, Error> {
     tokio::pin!(read);
     tokio::select! {
         outcome = &mut read => return Ok(Some(outcome)),
