@@ -2,7 +2,7 @@
 //! why, from what the run measured, and what would fix it.
 
 use super::report::Finding;
-use super::scenarios::{CPU_PER_POLL_TARGET_US, Cfg, PROPAGATION_TARGET_N, ScenarioReport};
+use super::scenarios::{CPU_PER_POLL_TARGET_US, Cfg, P99_INTERVALS_AT_SCALE, PROPAGATION_TARGET_N, ScenarioReport};
 
 fn fig(sc: &ScenarioReport, path: &[&str]) -> Option<f64> {
     let mut v = &sc.figures;
@@ -127,15 +127,16 @@ fn throughput_why(sc: &ScenarioReport, cfg: &Cfg) -> String {
     if let Some(rate) = fig(sc, &["initialSweepResourcesPerSecond"]).filter(|r| *r > 0.0) {
         // The script moves every operation to `running` within the first tenth of the spread.
         let burst = cfg.spread.as_secs_f64() / 10.0;
-        // For p99 ≤ 2 × interval, those writes must be done within the burst plus that bound.
-        let needed = sc.n as f64 / (burst + 2.0 * interval);
+        // For the p99 target, those writes must be done within the burst plus that bound.
+        let p99_bound = P99_INTERVALS_AT_SCALE * interval;
+        let needed = sc.n as f64 / (burst + p99_bound);
         why.push_str(&format!(
             " At the sweep's rate of one write each, the {} `running` transitions the script puts in the first \
              {burst:.0} s take {:.0} s to write at all; a p99 of {:.0} s would need them written at {needed:.0}/s at least, \
              {:.1}× what this control plane managed.",
             sc.n,
             sc.n as f64 / rate,
-            2.0 * interval,
+            p99_bound,
             needed / rate
         ));
     }

@@ -39,6 +39,8 @@ pub const RSS_TARGET_N: usize = 10_000;
 pub const PROPAGATION_TARGET_N: usize = 1_000;
 /// Status PATCHes + Event writes per reset, scenario 1 at N = 10,000 (issue 17).
 pub const WRITES_PER_RESET_TARGET: f64 = 4.0;
+/// Propagation p99 at N = 10,000, in poll intervals (issue 17; p50 ≤ one interval).
+pub const P99_INTERVALS_AT_SCALE: f64 = 2.0;
 /// Operator CPU, average over scenario 1 at N = 10,000 (issue 17).
 pub const CPU_TARGET_CORES: f64 = 0.08;
 /// Operator CPU per steady-state poll (one Graph GET and its reconcile), in µs (issue 17).
