@@ -155,7 +155,7 @@ impl Credentials {
         {
             return Err(failure.error.clone());
         }
-        // Boxed: rarely taken, and it would otherwise size every poll's future (`secrets.rs`).
+        // Boxed: rarely taken, and it would otherwise size every poll's future (`reconcile`).
         match Box::pin(self.endpoint.request(&source.to_string(), &credential, &budget)).await {
             Ok(grant) => {
                 slot.failure = None;

@@ -80,8 +80,7 @@ impl SecretStore {
         }
         let secrets: Api<Secret> = Api::namespaced(self.kube.clone(), namespace);
         let source_name = format!("Secret {namespace}/{name}");
-        // Boxed, as every rarely taken call in a poll's path: the poll's future, allocated for
-        // every poll, stays as large as its common path (9.9 KB → 4.1 KB: bench/README.md).
+        // Boxed: rarely taken, and it would otherwise size every poll's future (`reconcile`).
         let secret = match Box::pin(secrets.get_opt(name)).await {
             Ok(Some(secret)) => secret,
             Ok(None) => {

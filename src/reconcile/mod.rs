@@ -119,8 +119,9 @@ pub(crate) async fn reconcile_inner(obj: &Cached, ctx: &Context) -> Result<(Opti
     };
 
     if decision.status != *current {
-        // Boxed, as every rarely taken call in a poll's path: most polls write nothing
-        // (`credentials/secrets.rs` says why).
+        // Boxed, as every rarely taken call in a poll's path (here, credentials): most polls
+        // write nothing, and the future kube-runtime allocates for every poll stays as large
+        // as the common path (9.9 KB → 4.1 KB: bench/README.md).
         if Box::pin(write_status(obj, &current, &decision.status, resource_version.as_deref(), ctx)).await?.is_none() {
             return Ok((Some(CONFLICT_REQUEUE), decision.reason));
         }
