@@ -113,10 +113,7 @@ pub fn wait_for_line(
 /// moment later; a port from `bind(:0)` could meanwhile be taken by any outgoing connection
 /// or `:0` listener (the ephemeral range is where those come from), one from below cannot.
 pub fn free_port() -> u16 {
-    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32768);
+    let low = ephemeral_range_start();
     let (first, span) = (10_000u16, low.saturating_sub(10_000).max(1));
     let seed = std::collections::hash_map::RandomState::new();
     for attempt in 0u32..200 {
@@ -126,6 +123,15 @@ pub fn free_port() -> u16 {
         }
     }
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// The first port of the range the kernel draws outgoing connections' and `:0` listeners'
+/// ports from (Linux's default when it cannot be read).
+fn ephemeral_range_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768)
 }
 
 /// Direct children of `pid`.
@@ -182,4 +188,22 @@ pub fn memory_kib(pid: u32) -> Option<(u64, u64)> {
         status.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
     };
     Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+#[cfg(test)]
+mod tests {
+    /// The promise that keeps a picked port from being taken before its bind: it comes from
+    /// below the range the kernel draws outgoing connections and `:0` listeners from.
+    #[test]
+    fn free_ports_come_from_below_the_ephemeral_range() {
+        let low = super::ephemeral_range_start();
+        // Control: a `:0` port, what free_port used to hand out, is inside that range.
+        let ephemeral = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        assert!(ephemeral >= low, "a :0 port ({ephemeral}) below {low}: the check below would prove nothing");
+        for _ in 0..50 {
+            let port = super::free_port();
+            assert!(port < low, "free_port gave {port}, inside the ephemeral range from {low}");
+            std::net::TcpListener::bind(("127.0.0.1", port)).expect("the port is free");
+        }
+    }
 }
